@@ -1,0 +1,49 @@
+// swift-tools-version: 6.1
+// Tandem: userspace block-level replication, DRBD-compatible.
+// Layers (dependencies point down only):
+//   tandem (command) -> TandemDaemon -> TandemAdapters -> TandemEngine -> TandemCodecs -> C libraries
+// The benchmark package lives in Benchmarks/ with its own Package.swift so the default build
+// stays lean (see Benchmarks/README.md).
+import PackageDescription
+
+let package = Package(
+    name: "Tandem",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "tandem", targets: ["tandem"]),
+        .library(name: "TandemCodecs", targets: ["TandemCodecs"]),
+        .library(name: "TandemEngine", targets: ["TandemEngine"]),
+        .library(name: "TandemAdapters", targets: ["TandemAdapters"]),
+        .library(name: "TandemDaemon", targets: ["TandemDaemon"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+    ],
+    targets: [
+        // System C libraries, used through small shims.
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // Our own CRC32C kernel using the SSE4.2 instruction where the CPU has it.
+        .target(name: "CCRC32C", cSettings: [.unsafeFlags(["-O2"])]),
+        // Linux block-device ioctls and fallocate, which Swift cannot call directly.
+        .target(name: "CTandemSys"),
+
+        // Pure codecs: bytes in, values out. No I/O.
+        .target(name: "TandemCodecs", dependencies: ["CLZ4", "COpenSSL", "CCRC32C"]),
+        // Deterministic engine: events in, actions out. No I/O, clock or threads.
+        .target(name: "TandemEngine", dependencies: ["TandemCodecs"]),
+        // Adapters: block devices, meta-data store on a device (later: NIO transport, NBD, EBS).
+        .target(name: "TandemAdapters", dependencies: ["TandemCodecs", "TandemEngine", "CTandemSys"]),
+        // The node daemon and the pieces the command shares with it (resource resolution, paths).
+        .target(name: "TandemDaemon", dependencies: ["TandemAdapters", "TandemEngine", "TandemCodecs"]),
+        // The `tandem` command.
+        .executableTarget(name: "tandem", dependencies: [
+            "TandemDaemon", "TandemAdapters", "TandemCodecs",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "TandemCodecsTests", dependencies: ["TandemCodecs"]),
+        .testTarget(name: "TandemAdaptersTests", dependencies: ["TandemAdapters", "TandemCodecs"]),
+        .testTarget(name: "TandemIntegrationTests", dependencies: ["TandemDaemon", "TandemAdapters", "TandemCodecs"]),
+    ]
+)
