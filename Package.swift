@@ -45,6 +45,7 @@ let package = Package(
         .testTarget(name: "TandemCodecsTests", dependencies: ["TandemCodecs"]),
         .testTarget(name: "TandemEngineTests", dependencies: ["TandemEngine", "TandemCodecs"]),
         .testTarget(name: "TandemAdaptersTests", dependencies: ["TandemAdapters", "TandemCodecs"]),
-        .testTarget(name: "TandemIntegrationTests", dependencies: ["TandemDaemon", "TandemAdapters", "TandemCodecs"]),
+        .testTarget(name: "TandemIntegrationTests", dependencies: ["TandemDaemon", "TandemAdapters", "TandemCodecs"],
+                    exclude: ["Fixtures"]),
     ]
 )

@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+
+/// The `tandem` command against drbdadm-84 for resource files, and its errors on bad input.
+@Suite struct CommandLineTests {
+    static let drbdadm = "/lib/drbd/drbdadm-84"
+
+    @Test(arguments: [("valid-basic.res", ["r0"]), ("valid-features.res", ["r1", "r2", "r3"])])
+    func dumpAgreesWithDrbdadm(file: String, resources: [String]) throws {
+        let path = Tools.fixtures + "/" + file
+        for r in resources {
+            let theirs = try Tools.run(Self.drbdadm, ["-c", path, "dump", r], env: ["__DRBD_NODE__": "alpha"])
+            let ours = try Tools.tandem("-c", path, "--node", "alpha", "dump", r)
+            #expect(theirs.status == 0, "drbdadm refused \(file) \(r): \(theirs.err)")
+            #expect(ours.status == 0, "\(ours.err)")
+            #expect(ours.out == theirs.out, "\(file) \(r)")
+        }
+    }
+
+    @Test(arguments: ["broken-unknown-option.res", "broken-range.res", "broken-unterminated.res", "broken-duplicate-section.res"])
+    func brokenFilesAreRefusedByBoth(file: String) throws {
+        let path = Tools.fixtures + "/" + file
+        let theirs = try Tools.run(Self.drbdadm, ["-c", path, "dump", "r0"], env: ["__DRBD_NODE__": "alpha"])
+        let ours = try Tools.tandem("-c", path, "--node", "alpha", "dump", "r0")
+        #expect(theirs.status != 0)
+        #expect(ours.status != 0)
+        #expect(ours.err.hasPrefix("tandem: \(path):"), "\(ours.err)")
+        #expect(ours.err.split(separator: "\n").count == 1)
+        // Same line as drbdadm's report.
+        let line = theirs.err.split(separator: "\n").compactMap { l -> String? in
+            guard let r = l.range(of: path + ":") else { return nil }
+            return String(l[r.upperBound...].prefix { $0.isNumber })
+        }.first
+        #expect(line != nil && ours.err.hasPrefix("tandem: \(path):\(line!):"), "drbdadm: \(theirs.err) tandem: \(ours.err)")
+    }
+
+    @Test func unknownResourceOrNodeIsAClearError() throws {
+        let path = Tools.fixtures + "/valid-basic.res"
+        let r = try Tools.tandem("-c", path, "--node", "gamma", "dump", "r0")
+        #expect(r.status != 0 && r.err.contains("'r0' not defined in your config"))
+        let missing = try Tools.tandem("-c", "/nonexistent.conf", "dump", "r0")
+        #expect(missing.status != 0 && missing.err.contains("cannot read configuration file"))
+    }
+
+    @Test func badMetaDataGivesOneLineErrors() throws {
+        func check(size: Int, prepare: (String) throws -> Void = { _ in }, expect text: String) throws {
+            let disk = Tools.sparseFile(size)
+            defer { unlink(disk) }
+            try prepare(disk)
+            let conf = Tools.config(disk: disk)
+            defer { unlink(conf) }
+            for verb in ["dump-md", "get-gi", "show-gi"] {
+                let r = try Tools.tandem("-c", conf, "--node", "alpha", verb, "r0")
+                #expect(r.status != 0, "\(verb) accepted bad meta-data")
+                #expect(r.err.contains(text) && r.err.split(separator: "\n").count == 1, "\(verb): \(r.err)")
+            }
+        }
+        try check(size: 256 << 20, expect: "no DRBD meta-data found")
+        try check(size: 16 << 10, expect: "too small")
+        // Wrong magic in a superblock drbdmeta wrote.
+        try check(size: 256 << 20, prepare: { disk in
+            _ = try Tools.drbdmeta(disk, "create-md")
+            let fh = try FileHandle(forUpdating: URL(fileURLWithPath: disk))
+            try fh.seek(toOffset: 268_431_360 + 0x3C)
+            fh.write(Data([0xDE, 0xAD, 0xBE, 0xEF]))
+            try fh.close()
+        }, expect: "no DRBD meta-data found")
+        // A superblock whose offsets do not fit the device (as after a resize).
+        try check(size: 256 << 20, prepare: { disk in
+            _ = try Tools.drbdmeta(disk, "create-md")
+            truncate(disk, off_t(512 << 20))
+            let src = try FileHandle(forReadingFrom: URL(fileURLWithPath: disk))
+            try src.seek(toOffset: 268_431_360)
+            let sb = src.readData(ofLength: 4096)
+            try src.close()
+            let fh = try FileHandle(forUpdating: URL(fileURLWithPath: disk))
+            try fh.seek(toOffset: (512 << 20) - 4096)
+            fh.write(sb)
+            try fh.close()
+        }, expect: "do not match a device")
+        let missingDisk = Tools.config(disk: "/nonexistent/disk.img")
+        defer { unlink(missingDisk) }
+        let r = try Tools.tandem("-c", missingDisk, "--node", "alpha", "dump-md", "r0")
+        #expect(r.status != 0 && r.err == "tandem: /nonexistent/disk.img: no such file or device\n")
+    }
+
+    @Test func plannedVerbsSaySo() throws {
+        let r = try Tools.tandem("up", "r0")
+        #expect(r.status != 0 && r.err.contains("planned but not available"))
+        let help = try Tools.tandem("--help")
+        for verb in ["create-md", "dump-md", "get-gi", "show-gi", "wipe-md", "dump", "up", "down", "primary", "status", "resync", "restore", "snapshot"] {
+            #expect(help.out.contains("  \(verb) "), "help lacks \(verb)")
+        }
+    }
+
+    @Test func wipeNeedsForceWithoutATerminal() throws {
+        let disk = Tools.sparseFile(64 << 20)
+        defer { unlink(disk) }
+        let conf = Tools.config(disk: disk)
+        defer { unlink(conf) }
+        #expect(try Tools.tandem("-c", conf, "--node", "alpha", "create-md", "r0").status == 0)
+        let refused = try Tools.tandem("-c", conf, "--node", "alpha", "wipe-md", "r0")
+        #expect(refused.status != 0 && refused.err.contains("--force"))
+        #expect(try Tools.tandem("-c", conf, "--node", "alpha", "wipe-md", "--force", "r0").status == 0)
+        let after = try Tools.drbdmeta(disk, "dump-md")
+        #expect(after.status != 0)
+    }
+}

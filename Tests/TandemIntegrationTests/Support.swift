@@ -1,0 +1,90 @@
+import Foundation
+import Testing
+
+/// Runs real programs for the integration tests.
+enum Tools {
+    static let packageRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    static var tandem: String {
+        ProcessInfo.processInfo.environment["TANDEM_BIN"] ?? packageRoot + "/.build/debug/tandem"
+    }
+
+    static let fixtures = packageRoot + "/Tests/TandemIntegrationTests/Fixtures"
+
+    struct Result { var status: Int32; var out: String; var err: String }
+
+    @discardableResult
+    static func run(_ exe: String, _ args: [String], env: [String: String] = [:]) throws -> Result {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = args
+        var environment = ProcessInfo.processInfo.environment
+        for (k, v) in env { environment[k] = v }
+        p.environment = environment
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
+    }
+
+    static func drbdmeta(_ disk: String, _ args: String...) throws -> Result {
+        try run("/usr/sbin/drbdmeta", ["--force", "0", "v08", disk, "internal"] + args)
+    }
+
+    static func tandem(_ args: String...) throws -> Result { try run(tandem, args) }
+
+    /// A sparse file of `size` bytes.
+    static func sparseFile(_ size: Int) -> String {
+        let path = NSTemporaryDirectory() + "tandem-it-\(UUID().uuidString).img"
+        FileManager.default.createFile(atPath: path, contents: nil)
+        truncate(path, off_t(size))
+        return path
+    }
+
+    /// A loop device over a new sparse file; call `detach` when done.
+    static func loopDevice(_ size: Int) throws -> (device: String, file: String) {
+        let file = sparseFile(size)
+        let r = try run("/usr/sbin/losetup", ["-f", "--show", file])
+        guard r.status == 0 else { throw TestFailure("losetup failed: \(r.err)") }
+        return (r.out.trimmingCharacters(in: .whitespacesAndNewlines), file)
+    }
+
+    static func detach(_ loop: (device: String, file: String)) {
+        _ = try? run("/usr/sbin/losetup", ["-d", loop.device])
+        unlink(loop.file)
+    }
+
+    /// A resource file naming `disk` for node alpha.
+    static func config(disk: String) -> String {
+        let path = NSTemporaryDirectory() + "tandem-it-\(UUID().uuidString).conf"
+        let text = """
+            resource r0 {
+              on alpha { device /dev/drbd0; disk \(disk); address 127.0.0.1:7789; meta-disk internal; }
+              on beta { device /dev/drbd0; disk /tmp/peer.img; address 127.0.0.2:7789; meta-disk internal; }
+            }
+            """
+        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        return path
+    }
+
+    /// Dump lines that must agree between drbdmeta and Tandem: comments aside, and the v08
+    /// `flags` line aside (drbdmeta 9.22 prints 0 there whatever the disk holds).
+    static func comparable(_ dump: String) -> [String] {
+        dump.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            .filter { !$0.hasPrefix("#") && !$0.trimmingCharacters(in: .whitespaces).hasPrefix("flags 0x") && !$0.trimmingCharacters(in: .whitespaces).hasPrefix("# ") }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
