@@ -90,32 +90,27 @@ struct DumpMD: ParsableCommand {
     }
 }
 
+/// Reads the superblock of a resource's disk and prints it with `format` (get-gi, show-gi).
+func printSuperblock(_ globals: GlobalOptions, _ resource: String, _ format: (Superblock) -> String) throws {
+    let ctx = try DiskContext(globals, resource: resource, readOnly: true)
+    do {
+        let (sb, _) = try MetaDataStore.readSuperblock(from: ctx.device)
+        print(format(sb), terminator: "")
+    } catch { throw fail(error) }
+}
+
 struct GetGI: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "get-gi", abstract: "Print the generation identifiers (UUIDs and flags) in one line.")
     @OptionGroup var globals: GlobalOptions
     @Argument(help: "Resource name.") var resource: String
-
-    func run() throws {
-        let ctx = try DiskContext(globals, resource: resource, readOnly: true)
-        do {
-            let (sb, _) = try MetaDataStore.readSuperblock(from: ctx.device)
-            print(MetaDataText.generationLine(sb), terminator: "")
-        } catch { throw fail(error) }
-    }
+    func run() throws { try printSuperblock(globals, resource, MetaDataText.generationLine) }
 }
 
 struct ShowGI: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "show-gi", abstract: "Explain the generation identifiers.")
     @OptionGroup var globals: GlobalOptions
     @Argument(help: "Resource name.") var resource: String
-
-    func run() throws {
-        let ctx = try DiskContext(globals, resource: resource, readOnly: true)
-        do {
-            let (sb, _) = try MetaDataStore.readSuperblock(from: ctx.device)
-            print(MetaDataText.showGenerations(sb), terminator: "")
-        } catch { throw fail(error) }
-    }
+    func run() throws { try printSuperblock(globals, resource, MetaDataText.showGenerations) }
 }
 
 struct WipeMD: ParsableCommand {
