@@ -7,97 +7,92 @@ enum PlannedVerb {
         Up.self, Down.self, Primary.self, Secondary.self, Connect.self, Disconnect.self, Status.self,
         Events.self, Invalidate.self, InvalidateRemote.self, Verify.self, Resync.self, Restore.self, Snapshot.self,
     ]
+}
 
-    static func refuse(_ verb: String) -> VerbFailure {
-        VerbFailure("'\(verb)' is planned but not available in this build yet (replication arrives with issue #3)")
+/// What every planned verb takes: the global options and an optional resource.
+struct PlannedArguments: ParsableArguments {
+    @OptionGroup var globals: GlobalOptions
+    @Argument(help: "Resource name.") var resource: String?
+}
+
+/// A verb that refuses, naming itself, until it is built.
+protocol PlannedCommand: ParsableCommand {}
+
+extension PlannedCommand {
+    func run() throws {
+        let verb = Self.configuration.commandName ?? "this verb"
+        throw VerbFailure("'\(verb)' is planned but not available in this build yet (replication arrives with issue #3)")
     }
 }
 
-private protocol Planned: ParsableCommand {}
-
-struct Up: ParsableCommand {
+struct Up: PlannedCommand {
     static let configuration = CommandConfiguration(commandName: "up", abstract: "(planned) Start the node daemon: attach, listen, connect, export.")
-    @OptionGroup var globals: GlobalOptions
-    @Argument var resource: String?
-    func run() throws { throw PlannedVerb.refuse("up") }
+    @OptionGroup var arguments: PlannedArguments
 }
-struct Down: ParsableCommand {
+
+struct Down: PlannedCommand {
     static let configuration = CommandConfiguration(commandName: "down", abstract: "(planned) Drain, mark meta-data clean, stop the daemon.")
-    @OptionGroup var globals: GlobalOptions
-    @Argument var resource: String?
-    func run() throws { throw PlannedVerb.refuse("down") }
+    @OptionGroup var arguments: PlannedArguments
 }
-struct Primary: ParsableCommand {
+
+struct Primary: PlannedCommand {
     static let configuration = CommandConfiguration(commandName: "primary", abstract: "(planned) Become Primary; --force starts the initial full sync.")
-    @OptionGroup var globals: GlobalOptions
+    @OptionGroup var arguments: PlannedArguments
     @Flag var force = false
-    @Argument var resource: String?
-    func run() throws { throw PlannedVerb.refuse("primary") }
 }
-struct Secondary: ParsableCommand {
+
+struct Secondary: PlannedCommand {
     static let configuration = CommandConfiguration(commandName: "secondary", abstract: "(planned) Become Secondary.")
-    @OptionGroup var globals: GlobalOptions
-    @Argument var resource: String?
-    func run() throws { throw PlannedVerb.refuse("secondary") }
+    @OptionGroup var arguments: PlannedArguments
 }
-struct Connect: ParsableCommand {
+
+struct Connect: PlannedCommand {
     static let configuration = CommandConfiguration(commandName: "connect", abstract: "(planned) Connect to the peer.")
-    @OptionGroup var globals: GlobalOptions
-    @Argument var resource: String?
-    func run() throws { throw PlannedVerb.refuse("connect") }
+    @OptionGroup var arguments: PlannedArguments
 }
-struct Disconnect: ParsableCommand {
+
+struct Disconnect: PlannedCommand {
     static let configuration = CommandConfiguration(commandName: "disconnect", abstract: "(planned) Drop the connection to the peer (StandAlone).")
-    @OptionGroup var globals: GlobalOptions
-    @Argument var resource: String?
-    func run() throws { throw PlannedVerb.refuse("disconnect") }
+    @OptionGroup var arguments: PlannedArguments
 }
-struct Status: ParsableCommand {
+
+struct Status: PlannedCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "(planned) Show role, disk and connection states; --json for machines.")
-    @OptionGroup var globals: GlobalOptions
+    @OptionGroup var arguments: PlannedArguments
     @Flag var json = false
-    @Argument var resource: String?
-    func run() throws { throw PlannedVerb.refuse("status") }
 }
-struct Events: ParsableCommand {
+
+struct Events: PlannedCommand {
     static let configuration = CommandConfiguration(commandName: "events", abstract: "(planned) Stream state changes, one JSON object a line.")
-    @OptionGroup var globals: GlobalOptions
-    @Argument var resource: String?
-    func run() throws { throw PlannedVerb.refuse("events") }
+    @OptionGroup var arguments: PlannedArguments
 }
-struct Invalidate: ParsableCommand {
+
+struct Invalidate: PlannedCommand {
     static let configuration = CommandConfiguration(commandName: "invalidate", abstract: "(planned) Mark the local data out of sync; resync from the peer.")
-    @OptionGroup var globals: GlobalOptions
-    @Argument var resource: String?
-    func run() throws { throw PlannedVerb.refuse("invalidate") }
+    @OptionGroup var arguments: PlannedArguments
 }
-struct InvalidateRemote: ParsableCommand {
+
+struct InvalidateRemote: PlannedCommand {
     static let configuration = CommandConfiguration(commandName: "invalidate-remote", abstract: "(planned) Mark the peer's data out of sync; resync to it.")
-    @OptionGroup var globals: GlobalOptions
-    @Argument var resource: String?
-    func run() throws { throw PlannedVerb.refuse("invalidate-remote") }
+    @OptionGroup var arguments: PlannedArguments
 }
-struct Verify: ParsableCommand {
+
+struct Verify: PlannedCommand {
     static let configuration = CommandConfiguration(commandName: "verify", abstract: "(planned) Online verify against the peer.")
-    @OptionGroup var globals: GlobalOptions
-    @Argument var resource: String?
-    func run() throws { throw PlannedVerb.refuse("verify") }
+    @OptionGroup var arguments: PlannedArguments
 }
-struct Resync: ParsableCommand {
+
+struct Resync: PlannedCommand {
     static let configuration = CommandConfiguration(commandName: "resync", abstract: "(planned) Send the blocks marked dirty while disconnected.")
-    @OptionGroup var globals: GlobalOptions
-    @Argument var resource: String?
-    func run() throws { throw PlannedVerb.refuse("resync") }
+    @OptionGroup var arguments: PlannedArguments
 }
-struct Restore: ParsableCommand {
+
+struct Restore: PlannedCommand {
     static let configuration = CommandConfiguration(commandName: "restore", abstract: "(planned) Pull the data back from the peer.")
-    @OptionGroup var globals: GlobalOptions
-    @Argument var resource: String?
-    func run() throws { throw PlannedVerb.refuse("restore") }
+    @OptionGroup var arguments: PlannedArguments
 }
-struct Snapshot: ParsableCommand {
+
+struct Snapshot: PlannedCommand {
     static let configuration = CommandConfiguration(commandName: "snapshot", abstract: "(planned) Take an EBS snapshot at a consistent point.")
-    @OptionGroup var globals: GlobalOptions
-    @Argument var resource: String?
-    func run() throws { throw PlannedVerb.refuse("snapshot") }
+    @OptionGroup var arguments: PlannedArguments
 }

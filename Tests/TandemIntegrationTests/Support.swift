@@ -80,7 +80,11 @@ enum Tools {
     /// `flags` line aside (drbdmeta 9.22 prints 0 there whatever the disk holds).
     static func comparable(_ dump: String) -> [String] {
         dump.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-            .filter { !$0.hasPrefix("#") && !$0.trimmingCharacters(in: .whitespaces).hasPrefix("flags 0x") && !$0.trimmingCharacters(in: .whitespaces).hasPrefix("# ") }
+            .filter { line in
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                // Top-level comments, indented ones (`   # at NkB` in the bitmap), and the flags line.
+                return !trimmed.hasPrefix("#") && !trimmed.hasPrefix("flags 0x")
+            }
     }
 }
 

@@ -7,7 +7,6 @@ public enum BlockDeviceError: Error, Equatable, CustomStringConvertible {
     /// Opened exclusively by someone else: mounted, in use by another Tandem or DRBD, ...
     case busy(path: String)
     case notADisk(path: String)
-    case tooSmall(path: String, size: UInt64, needed: UInt64)
     case misaligned(path: String, offset: UInt64, length: UInt64, blockSize: Int)
     case outOfRange(path: String, offset: UInt64, length: UInt64, size: UInt64)
     case readOnly(path: String)
@@ -20,7 +19,6 @@ public enum BlockDeviceError: Error, Equatable, CustomStringConvertible {
         case .permissionDenied(let p): return "\(p): permission denied"
         case .busy(let p): return "\(p): device is busy (mounted or opened exclusively by another program)"
         case .notADisk(let p): return "\(p): not a regular file or block device"
-        case .tooSmall(let p, let s, let n): return "\(p): too small (\(s) bytes, needs at least \(n))"
         case .misaligned(let p, let o, let l, let b):
             return "\(p): request at \(o) of \(l) bytes is not aligned to the \(b)-byte logical block size"
         case .outOfRange(let p, let o, let l, let s):

@@ -7,10 +7,8 @@ public enum MetaDataError: Error, CustomStringConvertible {
     case layout(String, MetaDataLayout.Failure)
     case superblock(String, Superblock.Failure)
     case activityLog(ActivityLog.Failure)
-    case unusableActivityLog(String)
     case existingMetaData(String)
     case existingFilesystem(String, String)
-    case unclean(String)
     case closed
 
     public var description: String {
@@ -19,12 +17,10 @@ public enum MetaDataError: Error, CustomStringConvertible {
         case .layout(let p, let e): return "\(p): \(e)"
         case .superblock(let p, let e): return "\(p): \(e)"
         case .activityLog(let e): return e.description
-        case .unusableActivityLog(let why): return why
         case .existingMetaData(let p):
             return "\(p): valid DRBD meta-data already present; use --force to overwrite it"
         case .existingFilesystem(let p, let fs):
             return "\(p): looks like it holds a \(fs) filesystem or volume; use --force to overwrite it"
-        case .unclean(let p): return "\(p): meta-data is unclean (a node crashed with it attached); apply-al first"
         case .closed: return "meta-data store already closed"
         }
     }

@@ -28,13 +28,14 @@ public enum ConfigDumper {
             out += pad + n + " " + v + ";\n"
         }
 
-        mutating func section(_ name: String, _ options: [ConfigOption], escapeValues: Bool = true) {
+        mutating func section(_ name: String, _ options: [ConfigOption]) {
             guard !options.isEmpty else { return }
             line("\(name) {")
             indent += 1
             for o in options {
                 if let v = o.value {
-                    pair(o.name, escapeValues && !(name == "startup" && o.name == "become-primary-on") ? ConfigDumper.escape(v) : v)
+                    // drbdadm prints become-primary-on's host list unquoted.
+                    pair(o.name, name == "startup" && o.name == "become-primary-on" ? v : ConfigDumper.escape(v))
                 } else {
                     line("\(o.name);")
                 }

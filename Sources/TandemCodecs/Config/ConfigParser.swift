@@ -138,16 +138,7 @@ public struct ConfigParser {
         }
 
         func parseOption(name raw: String, at loc: SourceLocation, section: String, _ s: inout TokenStream) throws(ConfigError) -> ConfigOption {
-            var values: [String] = []
-            while true {
-                let t = s.next()
-                switch t.kind {
-                case .semicolon: break
-                case .word(let w), .string(let w): values.append(w); continue
-                default: throw ConfigError(t.location, "expected a value or ';' after '\(raw)', got \(t.shown)")
-                }
-                break
-            }
+            var values = try s.valuesUntilSemicolon(after: raw)
             var name = raw
             var spec = OptionCatalog.spec(raw, in: section)
             if spec == nil, raw.hasPrefix("no-"), let base = OptionCatalog.spec(String(raw.dropFirst(3)), in: section),
@@ -251,16 +242,7 @@ public struct ConfigParser {
 
         /// `device ...;`, `disk PATH;`, `meta-disk ...;`, `flexible-meta-disk PATH;`
         func parseVolumeStatement(_ t: ConfigToken, _ v: inout ConfigVolume, _ s: inout TokenStream) throws(ConfigError) {
-            var values: [String] = []
-            while true {
-                let u = s.next()
-                switch u.kind {
-                case .semicolon: break
-                case .word(let w), .string(let w): values.append(w); continue
-                default: throw ConfigError(u.location, "expected a value or ';', got \(u.shown)")
-                }
-                break
-            }
+            let values = try s.valuesUntilSemicolon(after: nil)
             switch t.kind {
             case .word("device"):
                 var d = ConfigDevice()
@@ -437,6 +419,21 @@ struct TokenStream {
         switch t.kind {
         case .word(let w), .string(let w): return w
         default: throw ConfigError(t.location, "expected \(what), got \(t.shown)")
+        }
+    }
+
+    /// The words and strings up to the next `;` (consumed); anything else is an error.
+    mutating func valuesUntilSemicolon(after name: String?) throws(ConfigError) -> [String] {
+        var values: [String] = []
+        while true {
+            let t = next()
+            switch t.kind {
+            case .semicolon: return values
+            case .word(let w), .string(let w): values.append(w)
+            default:
+                let context = name.map { " after '\($0)'" } ?? ""
+                throw ConfigError(t.location, "expected a value or ';'\(context), got \(t.shown)")
+            }
         }
     }
 
