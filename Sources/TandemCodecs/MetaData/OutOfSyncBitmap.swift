@@ -78,6 +78,39 @@ public struct OutOfSyncBitmap: Equatable, Sendable {
         return changed
     }
 
+    /// ORs 64-bit words received from a peer into the bitmap, starting at `wordOffset`; bits
+    /// past `bitCount` are ignored. Returns how many bits were newly set.
+    @discardableResult
+    public mutating func merge(words incoming: some Collection<UInt64>, at wordOffset: Int) -> UInt64 {
+        var added: UInt64 = 0
+        for (i, w) in incoming.enumerated() where w != 0 {
+            let base = UInt64(wordOffset + i) * 64
+            guard base < bitCount else { break }
+            var v = w
+            while v != 0 {
+                let b = UInt64(v.trailingZeroBitCount)
+                let run = UInt64((~(v >> b)).trailingZeroBitCount)
+                added += set((base + b)..<(base + b + run))
+                v = run + b >= 64 ? 0 : v & ~(((UInt64(1) << run) - 1) << b)
+            }
+        }
+        return added
+    }
+
+    /// The first set bit at or after `bit`, or nil.
+    public func nextSet(from bit: UInt64) -> UInt64? {
+        var b = bit
+        while b < bitCount {
+            let w = words[Int(b / 64)] >> (b % 64)
+            if w != 0 {
+                let r = b + UInt64(w.trailingZeroBitCount)
+                return r < bitCount ? r : nil
+            }
+            b = (b / 64 + 1) * 64
+        }
+        return nil
+    }
+
     /// Bits set in the whole bitmap.
     public var setCount: UInt64 { words.reduce(0) { $0 + UInt64($1.nonzeroBitCount) } }
 

@@ -1,0 +1,120 @@
+import TandemCodecs
+
+/// Which of DRBD's two TCP connections a packet travels on.
+public enum Socket: Sendable, Equatable { case data, meta }
+
+/// Everything that can happen to a resource, fed to the engine one at a time. The engine
+/// never looks at a clock: time arrives as `tick(nowMs:)`.
+public enum EngineEvent: Sendable {
+    /// Both sockets are up, features agreed and the peer authenticated.
+    case linkEstablished(agreedVersion: Int, featureFlags: UInt32, resolveConflicts: Bool)
+    /// The transport lost the connection (or gave up on it).
+    case linkLost(reason: String)
+    case packet(Packet, from: Socket)
+    /// An application write (NBD WRITE); `fua` asks for it to be durable on completion.
+    case appWrite(id: UInt64, offset: UInt64, data: [UInt8], fua: Bool)
+    /// NBD TRIM (`discard`) or WRITE_ZEROES.
+    case appZero(id: UInt64, offset: UInt64, length: UInt64, discard: Bool, fua: Bool)
+    /// NBD FLUSH.
+    case appFlush(id: UInt64)
+    /// A disk operation the engine asked for has finished.
+    case diskDone(token: UInt64, result: DiskResult)
+    case tick(nowMs: UInt64)
+    /// An operator verb; the engine answers with `.adminDone(token, ...)`.
+    case admin(token: UInt64, AdminCommand)
+}
+
+public enum DiskResult: Sendable, Equatable {
+    case ok
+    case data([UInt8])
+    case failed(String)
+}
+
+public enum AdminCommand: Sendable, Equatable {
+    case primary(force: Bool)
+    case secondary
+    case disconnect
+    case connect
+    /// Stop accepting application I/O and report when nothing is in flight (for `down`).
+    case drain
+}
+
+/// A disk operation on the backing device's data area (offsets in bytes).
+public enum DiskOperation: Sendable, Equatable {
+    case write(offset: UInt64, data: [UInt8], fua: Bool)
+    case zero(offset: UInt64, length: UInt64, discard: Bool)
+    case read(offset: UInt64, length: Int)
+    case flush
+}
+
+/// What the engine asks the outside world to do, in order.
+public enum EngineAction: Sendable {
+    case send(Packet, on: Socket)
+    /// Must be durable in the activity log before any later disk write is issued.
+    case activateExtents([UInt32])
+    case disk(token: UInt64, DiskOperation)
+    case completeApp(id: UInt64, error: String?)
+    /// Bits of the out-of-sync bitmap changed (persist lazily; the activity log covers crashes).
+    case bitmapChanged(Range<UInt64>, set: Bool)
+    /// UUIDs or flags changed: write the superblock now.
+    case persist(PersistentState)
+    /// Close both sockets; reconnect afterwards unless the connection state is StandAlone.
+    case dropLink(reason: String)
+    case adminDone(token: UInt64, error: String?)
+    /// Something an operator wants in the log and in `events`.
+    case log(String)
+}
+
+/// The parts of the meta-data the engine changes and the daemon must write to the superblock.
+public struct PersistentState: Sendable, Equatable {
+    public var current: UInt64, bitmap: UInt64, history0: UInt64, history1: UInt64
+    public var consistent: Bool
+    public var wasUpToDate: Bool
+    public var primary: Bool
+    public var crashedPrimary: Bool
+    public var peerOutdated: Bool
+
+    public init(current: UInt64 = 4, bitmap: UInt64 = 0, history0: UInt64 = 0, history1: UInt64 = 0,
+                consistent: Bool = false, wasUpToDate: Bool = false, primary: Bool = false,
+                crashedPrimary: Bool = false, peerOutdated: Bool = false) {
+        self.current = current; self.bitmap = bitmap; self.history0 = history0; self.history1 = history1
+        self.consistent = consistent; self.wasUpToDate = wasUpToDate; self.primary = primary
+        self.crashedPrimary = crashedPrimary; self.peerOutdated = peerOutdated
+    }
+}
+
+/// The resource settings the engine needs, from the resource file.
+public struct EngineSettings: Sendable, Equatable {
+    /// 1 = A, 2 = B, 3 = C.
+    public var wireProtocol: UInt32 = 3
+    public var afterSB0p: UInt32 = 0, afterSB1p: UInt32 = 0, afterSB2p: UInt32 = 0
+    public var discardMyData = false
+    public var verifyAlg = "", csumsAlg = "", integrityAlg = ""
+    public var resyncRateKiB: UInt32 = 250
+    public var cPlanAhead: UInt32 = 20, cDelayTarget: UInt32 = 10, cFillTarget: UInt32 = 100
+    public var cMaxRateKiB: UInt32 = 102_400
+    public var maxBioSize: UInt32 = 1 << 20
+    public var maxEpochSize = 2048
+    public var pingIntervalMs: UInt64 = 10_000
+    public var pingTimeoutMs: UInt64 = 500
+    /// ko-count × timeout: a write the peer does not finish in this time drops the link.
+    public var requestTimeoutMs: UInt64 = 42_000
+    /// Resync bytes in flight at most (the controller's fill target on a fast link).
+    public var resyncWindowBytes = 16 << 20
+    public init() {}
+}
+
+/// A snapshot of the resource's state, for `status` and `events`.
+public struct EngineStatus: Sendable, Equatable {
+    public var role: Role
+    public var peerRole: Role
+    public var connection: ConnectionState
+    public var disk: DiskState
+    public var peerDisk: DiskState
+    public var outOfSyncBits: UInt64
+    public var resyncTotalBits: UInt64
+    public var wireProtocol: UInt32
+    public var uuids: PersistentState
+    public var lastError: String?
+    public var writesInFlight: Int
+}

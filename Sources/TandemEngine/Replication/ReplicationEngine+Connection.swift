@@ -1,0 +1,374 @@
+import TandemCodecs
+
+/// Connection life: the parameter exchange after the transport's handshake, the sync handshake,
+/// state reports, pings and timeouts, losing the link, and the operator's verbs.
+extension ReplicationEngine {
+    mutating func onLinkEstablished(version: Int, features: UInt32, resolveConflicts: Bool) {
+        guard conn != .standAlone else { emit(.dropLink(reason: "resource is StandAlone")); return }
+        linkGeneration += 1
+        link = LinkState(agreedVersion: version, featureFlags: features, resolveConflicts: resolveConflicts,
+                         lastReceiveMs: nowMs)
+        conn = .wfReportParams
+        inbound = InboundState()
+        bitmapReceive = BitmapReceive()
+        lastError = nil
+        send(.protocolSettings(ProtocolSettings(wireProtocol: settings.wireProtocol, afterSB0p: settings.afterSB0p,
+                                                afterSB1p: settings.afterSB1p, afterSB2p: settings.afterSB2p,
+                                                connFlags: settings.discardMyData ? 1 : 0, twoPrimaries: 0,
+                                                integrityAlg: settings.integrityAlg), update: false))
+        send(.syncParam(SyncParameters(resyncRate: settings.resyncRateKiB, verifyAlg: settings.verifyAlg,
+                                       csumsAlg: settings.csumsAlg,
+                                       controller: .init(planAhead: settings.cPlanAhead, delayTarget: settings.cDelayTarget,
+                                                         fillTarget: settings.cFillTarget, maxRate: settings.cMaxRateKiB)),
+                        legacy: false))
+        let wsame = features & ConnectionFeatures.writeSame != 0
+        send(.sizes(Sizes(backingSectors: sizeSectors, userSectors: 0, currentSectors: sizeSectors,
+                          maxBioSize: settings.maxBioSize, queueLimits: wsame ? .init(
+                            physicalBlockSize: 4096, logicalBlockSize: 512, ioMin: 4096, ioOpt: 0,
+                            discardEnabled: 1, discardZeroesData: 1, writeSameCapable: 0) : nil)))
+        sendUUIDs()
+        sendState()
+        log("handshake: agreed protocol version \(version), features 0x\(String(features, radix: 16))")
+    }
+
+    /// The link is gone: every write the peer has not confirmed durable (barrier ack) is
+    /// marked out of sync, and writes waiting for a peer ack complete on the local write alone.
+    mutating func onLinkLost(_ reason: String, emitDrop: Bool = false) {
+        let hadLink = link != nil
+        let peerDiskWasUsable = peerDisk >= .inconsistent
+        link = nil
+        pingReset()
+        if conn != .standAlone { conn = .wfConnection }
+        if hadLink { lastError = lastError ?? reason; log("connection lost: \(reason)") }
+        peerRole = .unknown
+        peerDisk = .dUnknown
+        resync = nil
+        bitmapReceive = BitmapReceive()
+        inbound = InboundState()
+        if disk == .inconsistent && persistent.consistent == false {
+            // stays Inconsistent
+        }
+        for (id, r) in requests {
+            var r = r
+            if r.epoch != nil && !r.barrierAcked { setBits(offset: r.offset, length: r.length) }
+            r.peerPending = false
+            r.barrierAcked = true
+            requests[id] = r
+            maybeComplete(id)
+        }
+        unackedEpochs.removeAll()
+        epochWrites = 0
+        for i in flushWaiters.indices { flushWaiters[i].epoch = nil }
+        checkFlushWaiters()
+        if role == .primary && peerDiskWasUsable && hadLink && persistent.bitmap == 0 {
+            newCurrentUUID()
+        }
+        if let (token, cmd) = pendingAdmin {
+            pendingAdmin = nil
+            if cmd == .disconnect { conn = .standAlone; emit(.adminDone(token: token, error: nil)) }
+            else { emit(.adminDone(token: token, error: "connection lost before the peer answered")) }
+        }
+    }
+
+    private mutating func pingReset() {}
+
+    mutating func onTick() {
+        guard var l = link else { return }
+        if let sent = l.pingSentMs {
+            if nowMs - sent > settings.pingTimeoutMs && l.lastReceiveMs < sent {
+                fail("PingAck did not arrive in time")
+                return
+            }
+        } else if nowMs - l.lastReceiveMs >= settings.pingIntervalMs {
+            l.pingSentMs = nowMs
+            link = l
+            send(.ping, .meta)
+        }
+        if let oldest = requests.values.filter({ $0.epoch != nil && !$0.barrierAcked }).map(\.sentAtMs).min(),
+           nowMs - oldest > settings.requestTimeoutMs {
+            fail("Remote failed to finish a request within \(settings.requestTimeoutMs) ms")
+            return
+        }
+        resyncTick()
+    }
+
+    mutating func onPacket(_ p: Packet, _ socket: Socket) {
+        guard link != nil else { return }
+        link?.lastReceiveMs = nowMs
+        if socket == .data && (inbound.closing != nil || !inbound.queued.isEmpty) {
+            inbound.queued.append(p)
+            return
+        }
+        dispatch(p, socket)
+    }
+
+    mutating func dispatch(_ p: Packet, _ socket: Socket) {
+        switch p {
+        case .ping: send(.pingAck, .meta)
+        case .pingAck: link?.pingSentMs = nil
+        case .protocolSettings(let s, let update): if !update { checkProtocol(s) }
+        case .syncParam(let s, _):
+            if conn == .wfReportParams && (s.verifyAlg != settings.verifyAlg || s.csumsAlg != settings.csumsAlg) {
+                fail("Different verify-alg or csums-alg settings (peer: \"\(s.verifyAlg)\"/\"\(s.csumsAlg)\")", standAlone: true)
+            }
+        case .sizes(let s): checkSizes(s)
+        case .uuids(let u):
+            link?.peerUUIDs = UUIDs(current: u.current, bitmap: u.bitmap, history0: u.history0, history1: u.history1)
+            link?.peerBitsSet = u.bitsSet
+            link?.peerUUIDFlags = u.flags
+        case .state(let s): onPeerState(s)
+        case .stateChangeRequest(let mask, let value, let connectionWide): onStateChangeRequest(mask, value, connectionWide)
+        case .stateChangeReply(let rc, _): onStateChangeReply(rc)
+        case .data, .trim, .writeSame, .barrier: receiveReplicated(p)
+        case .blockAck(let cmd, let a): onBlockAck(cmd, a)
+        case .barrierAck(let n, let count): onBarrierAck(n, count)
+        case .bitmap, .compressedBitmap: receiveBitmap(p)
+        case .syncUUID(let u): onSyncUUID(u)
+        case .blockRequest(let cmd, let r, _): onBlockRequest(cmd, r)
+        case .blockDescriptor(let cmd, let d):
+            if cmd == .outOfSync { setBits(offset: d.sector * 512, length: UInt64(d.size)) }
+            else { fail("unsupported \(cmd) from peer") }
+        case .unplugRemote, .delayProbe: break
+        case .initialData, .initialMeta, .features, .authChallenge, .authResponse:
+            fail("protocol error: unexpected \(p.command) after the handshake")
+        }
+    }
+
+    mutating func checkProtocol(_ s: ProtocolSettings) {
+        func swapLocalRemote(_ v: UInt32) -> UInt32 { v == 5 ? 6 : v == 6 ? 5 : v }
+        var why: String?
+        if s.wireProtocol != settings.wireProtocol {
+            let names = ["?", "A", "B", "C"]
+            why = "incompatible communication protocols (peer \(names[Int(s.wireProtocol)]), mine \(names[Int(settings.wireProtocol)]))"
+        } else if swapLocalRemote(s.afterSB0p) != settings.afterSB0p || swapLocalRemote(s.afterSB1p) != settings.afterSB1p
+                    || swapLocalRemote(s.afterSB2p) != settings.afterSB2p {
+            why = "incompatible after-sb-*pri settings"
+        } else if s.twoPrimaries != 0 {
+            why = "incompatible setting of the allow-two-primaries option"
+        } else if s.integrityAlg != settings.integrityAlg {
+            why = "incompatible data-integrity-alg (peer \"\(s.integrityAlg)\", mine \"\(settings.integrityAlg)\")"
+        } else if s.connFlags & 1 != 0 && settings.discardMyData {
+            why = "incompatible discard-my-data settings (both sides)"
+        }
+        if let why { fail(why, standAlone: true) } else { link?.gotProtocol = true }
+    }
+
+    mutating func checkSizes(_ s: Sizes) {
+        link?.peerSizes = s
+        if s.backingSectors != 0 && s.backingSectors != sizeSectors {
+            fail("disk sizes differ: mine \(sizeSectors) sectors, peer \(s.backingSectors) sectors; both backing devices must have the same data size", standAlone: true)
+        }
+    }
+
+    mutating func onPeerState(_ s: StateWord) {
+        guard let l = link, let r = s.role, let c = s.conn, var d = s.disk else {
+            fail("protocol error: peer sent an invalid state word 0x\(String(s.raw, radix: 16))")
+            return
+        }
+        peerRole = r
+        if d == .negotiating { d = l.peerUUIDFlags & UUIDSet.flagInconsistent != 0 ? .inconsistent : .consistent }
+        let oldPeerDisk = peerDisk
+        peerDisk = d
+        switch conn {
+        case .wfReportParams:
+            if d <= .failed || disk <= .failed {
+                conn = .connected
+                sendState()
+            } else if l.peerUUIDs == nil {
+                fail("protocol error: peer sent P_STATE before P_UUIDS")
+            } else {
+                syncHandshake()
+            }
+        case .connected:
+            let peerStartsSync = [.startingSyncS, .startingSyncT, .wfBitMapS, .wfBitMapT].contains(c)
+            let considerResync = (disk == .inconsistent && d == .upToDate && oldPeerDisk != .upToDate)
+                || (disk == .upToDate && d == .inconsistent && c == .connected && oldPeerDisk != .inconsistent && role == .primary)
+            if peerStartsSync || considerResync { syncHandshake() }
+        case .syncSource, .pausedSyncS:
+            if c == .connected && d == .upToDate { finishResyncAsSource() }
+        default: break
+        }
+    }
+
+    /// drbd_sync_handshake: decide the sync direction from the UUIDs and enter WFBitMapS,
+    /// WFBitMapT or Connected (reference §3.6).
+    mutating func syncHandshake() {
+        guard let l = link, let peerU = l.peerUUIDs else { return }
+        let input = UUIDCompare.Input(
+            mine: UUIDs(current: persistent.current, bitmap: persistent.bitmap, history0: persistent.history0,
+                        history1: persistent.history1),
+            peer: peerU, iAmCrashedPrimary: persistent.crashedPrimary,
+            peerCrashedPrimary: l.peerUUIDFlags & UUIDSet.flagCrashedPrimary != 0,
+            iAmPrimary: role == .primary, peerIsPrimary: peerRole == .primary,
+            resolveConflicts: l.resolveConflicts, agreedVersion: l.agreedVersion,
+            wsameAgreed: l.featureFlags & ConnectionFeatures.writeSame != 0)
+        let out = UUIDCompare.compare(input)
+        if out.mine != input.mine {
+            persistent.bitmap = out.mine.bitmap; persistent.history0 = out.mine.history0
+            persistent.history1 = out.mine.history1
+            persist()
+        }
+        link?.peerUUIDs = out.peer
+        var hg = out.result
+        log("uuid_compare()=\(hg) by rule \(out.rule)")
+        if hg == -1000 { fail("Unrelated data, aborting!", standAlone: true); return }
+        if hg < -1000 { fail("To resolve this both sides have to support at least protocol \(-hg - 1000)", standAlone: true); return }
+        if (disk == .inconsistent) != (peerDisk == .inconsistent) && disk != .diskless && peerDisk != .diskless {
+            let f = (hg == -100 || abs(hg) == 2) ? 2 : 1
+            hg = (disk > .inconsistent ? 1 : -1) * f
+        }
+        if abs(hg) == 100 {
+            let peerDiscards = l.peerUUIDFlags & UUIDSet.flagDiscardMyData != 0
+            if settings.discardMyData && !peerDiscards { hg = -1 }
+            else if peerDiscards && !settings.discardMyData { hg = 1 }
+            else { fail("Split-Brain detected but unresolved, dropping connection!", standAlone: true); return }
+            log("Split-Brain detected, manually solved. Sync from \(hg > 0 ? "this" : "peer") node")
+        }
+        if hg > 0 && disk <= .inconsistent { fail("I shall become SyncSource, but I am inconsistent!", standAlone: true); return }
+        if hg < 0 && role == .primary && disk >= .consistent {
+            fail("I shall become SyncTarget, but I am primary!", standAlone: true); return
+        }
+        if abs(hg) >= 2 {
+            log("Writing the whole bitmap, full sync required after drbd_sync_handshake.")
+            if bitmap.set(0..<bitmap.bitCount) > 0 { emit(.bitmapChanged(0..<bitmap.bitCount, set: true)) }
+        }
+        bitmapReceive = BitmapReceive()
+        if hg > 0 {
+            conn = .wfBitMapS
+            sendState()
+            sendBitmap()
+        } else if hg < 0 {
+            conn = .wfBitMapT
+            sendState()
+        } else {
+            conn = .connected
+            if disk >= .consistent && peerDisk >= .consistent { disk = .upToDate; markUpToDate() }
+            sendState()
+        }
+    }
+
+    mutating func markUpToDate() {
+        if !persistent.consistent || !persistent.wasUpToDate {
+            persistent.consistent = true
+            persistent.wasUpToDate = true
+            persist()
+        }
+    }
+
+    // MARK: state change requests
+
+    mutating func onStateChangeRequest(_ mask: UInt32, _ value: UInt32, _ connectionWide: Bool) {
+        // The request is in the sender's view: its role is my peer's role.
+        var rc: Int32 = 1
+        if mask & StateWord.connMask != 0 && (value & StateWord.connMask) >> 4 == ConnectionState.disconnecting.rawValue {
+            send(.stateChangeReply(retcode: 1, connectionWide: connectionWide), .meta)
+            fail("peer requested disconnect")
+            return
+        }
+        if mask & StateWord.roleMask != 0 {
+            let wanted = Role(rawValue: value & 3)
+            if wanted == .primary && role == .primary { rc = -1 }  // SS_TWO_PRIMARIES
+            else if let wanted { peerRole = wanted }
+        }
+        if mask & StateWord.connMask != 0 && rc == 1 {
+            let c = ConnectionState(rawValue: (value & StateWord.connMask) >> 4)
+            if c == .startingSyncS || c == .startingSyncT || c == .verifyS {
+                rc = -17  // SS_NOT_SUPPORTED: invalidate/verify requests are later issues
+            }
+        }
+        send(.stateChangeReply(retcode: rc, connectionWide: connectionWide), .meta)
+    }
+
+    mutating func onStateChangeReply(_ rc: Int32) {
+        guard let (token, cmd) = pendingAdmin else { return }
+        pendingAdmin = nil
+        if rc < 1 {
+            let why = rc == -1 ? "the peer is Primary (two primaries are not allowed)" : "the peer refused the state change (\(rc))"
+            emit(.adminDone(token: token, error: why))
+            return
+        }
+        switch cmd {
+        case .primary(let force): becomePrimary(force: force, token: token)
+        case .disconnect:
+            emit(.dropLink(reason: "disconnect requested"))
+            onLinkLost("disconnect requested")
+            conn = .standAlone
+            emit(.adminDone(token: token, error: nil))
+        default: emit(.adminDone(token: token, error: nil))
+        }
+    }
+
+    // MARK: operator verbs
+
+    mutating func onAdmin(_ token: UInt64, _ cmd: AdminCommand) {
+        guard pendingAdmin == nil else { emit(.adminDone(token: token, error: "another state change is in progress")); return }
+        switch cmd {
+        case .primary(let force):
+            if role == .primary { emit(.adminDone(token: token, error: nil)); return }
+            if peerRole == .primary { emit(.adminDone(token: token, error: "the peer is Primary (two primaries are not allowed)")); return }
+            if disk == .diskless { emit(.adminDone(token: token, error: "no local disk")); return }
+            if disk < .upToDate && !force {
+                emit(.adminDone(token: token, error: "local disk is \(disk), not UpToDate: use --force to make it the sync source"))
+                return
+            }
+            if resync != nil && disk < .upToDate {
+                emit(.adminDone(token: token, error: "local disk is SyncTarget; wait for the sync to finish"))
+                return
+            }
+            if link != nil && conn.isConnected {
+                pendingAdmin = (token, cmd)
+                send(.stateChangeRequest(mask: StateWord.roleMask, value: Role.primary.rawValue, connectionWide: false))
+            } else {
+                becomePrimary(force: force, token: token)
+            }
+        case .secondary:
+            if role == .secondary { emit(.adminDone(token: token, error: nil)); return }
+            if !requests.isEmpty { emit(.adminDone(token: token, error: "writes are still in flight")); return }
+            role = .secondary
+            persistent.current &= ~1
+            persistent.primary = false
+            persist()
+            if link != nil { sendUUIDs(); sendState() }
+            emit(.adminDone(token: token, error: nil))
+        case .disconnect:
+            if link != nil {
+                pendingAdmin = (token, cmd)
+                send(.stateChangeRequest(mask: StateWord.connMask, value: ConnectionState.disconnecting.rawValue << 4,
+                                         connectionWide: true))
+            } else {
+                conn = .standAlone
+                emit(.adminDone(token: token, error: nil))
+            }
+        case .connect:
+            if conn == .standAlone { conn = .wfConnection; lastError = nil }
+            emit(.adminDone(token: token, error: nil))
+        case .drain:
+            draining = token
+        }
+    }
+
+    mutating func becomePrimary(force: Bool, token: UInt64) {
+        let wasBelowUpToDate = disk < .upToDate
+        role = .primary
+        persistent.primary = true
+        if wasBelowUpToDate {
+            disk = .upToDate
+            persistent.consistent = true
+            persistent.wasUpToDate = true
+        }
+        let peerUsable = link != nil && peerDisk >= .inconsistent
+        if (force && wasBelowUpToDate) || (!peerUsable && persistent.bitmap == 0) {
+            newCurrentUUID()
+        } else {
+            persistent.current |= 1
+            persist()
+        }
+        log("role: Primary\(force ? " (forced)" : "")")
+        if link != nil {
+            sendUUIDs()
+            sendState()
+            if conn == .connected && peerDisk == .inconsistent { syncHandshake() }
+        }
+        emit(.adminDone(token: token, error: nil))
+    }
+}

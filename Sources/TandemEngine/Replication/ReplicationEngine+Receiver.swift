@@ -1,0 +1,94 @@
+import TandemCodecs
+
+/// The secondary's apply path: P_DATA/P_TRIM/P_ZEROES of an epoch are written in any order;
+/// P_BARRIER waits for all of them, flushes the disk, sends P_BARRIER_ACK and only then lets
+/// the next epoch's writes reach the disk. So the disk only ever holds whole epochs plus part
+/// of the one in flight: a state the primary passed through.
+extension ReplicationEngine {
+    mutating func receiveReplicated(_ p: Packet) {
+        switch p {
+        case .barrier(let n, _):
+            inbound.closing = (n, inbound.count, false)
+            inbound.count = 0
+            maybeFlushInbound()
+        case .data(.rsDataReply, let h, _, let payload):
+            onResyncData(h, payload)
+        case .data(.dataReply, _, _, _):
+            fail("protocol error: P_DATA_REPLY without a read request")
+        case .data(_, let h, _, let payload):
+            applyPeerWrite(h, size: UInt32(payload.count), op: .write(offset: h.sector * 512, data: payload,
+                                                                     fua: h.flags & DataFlags.fua != 0))
+        case .trim(let cmd, let h, let size):
+            let discard = cmd == .trim || h.flags & DataFlags.discard != 0
+            applyPeerWrite(h, size: size, op: .zero(offset: h.sector * 512, length: UInt64(size), discard: discard && cmd == .trim))
+        case .writeSame(let h, let size, _, let block):
+            var data: [UInt8] = []
+            data.reserveCapacity(Int(size))
+            while data.count < Int(size) { data += block }
+            applyPeerWrite(h, size: size, op: .write(offset: h.sector * 512, data: data, fua: h.flags & DataFlags.fua != 0))
+        default: break
+        }
+    }
+
+    mutating func applyPeerWrite(_ h: DataHeader, size: UInt32, op: DiskOperation) {
+        let offset = h.sector * 512
+        guard offset <= sizeBytes, UInt64(size) <= sizeBytes - offset else {
+            fail("protocol error: peer wrote beyond the end of the device (sector \(h.sector), \(size) bytes)")
+            return
+        }
+        let ackCmd: PacketCommand?
+        let clears = h.flags & DataFlags.maySetInSync != 0 && conn.isSyncing
+        if h.flags & DataFlags.sendWriteAck != 0 || (link?.agreedVersion ?? 101) < 100 && settings.wireProtocol == 3 {
+            ackCmd = clears ? .rsWriteAck : .writeAck
+        } else {
+            ackCmd = nil
+        }
+        if h.flags & DataFlags.sendReceiveAck != 0 || (link?.agreedVersion ?? 101) < 100 && settings.wireProtocol == 2 {
+            send(.blockAck(.recvAck, BlockAck(sector: h.sector, blockID: h.blockID, size: size, seqNum: nextSeq())), .meta)
+        }
+        inbound.count += 1
+        if role == .primary || disk <= .failed {
+            send(.blockAck(.negAck, BlockAck(sector: h.sector, blockID: h.blockID, size: size, seqNum: nextSeq())), .meta)
+            return
+        }
+        if resync != nil { resyncNoteOverwrite(offset: offset, length: UInt64(size)) }
+        inbound.pending += 1
+        diskOp(op, .peerWrite(generation: linkGeneration, ack: ackCmd, sector: h.sector, blockID: h.blockID,
+                              size: size, clearsBits: clears))
+    }
+
+    mutating func onPeerWriteDone(_ gen: UInt64, _ result: DiskResult, _ ack: PacketCommand?, _ sector: UInt64,
+                                  _ blockID: UInt64, _ size: UInt32, _ clears: Bool) {
+        guard gen == linkGeneration, link != nil else { return }
+        inbound.pending -= 1
+        if case .failed = result {
+            send(.blockAck(.negAck, BlockAck(sector: sector, blockID: blockID, size: size, seqNum: nextSeq())), .meta)
+            setBits(offset: sector * 512, length: UInt64(size))
+        } else {
+            if clears { clearBits(offset: sector * 512, length: UInt64(size)) }
+            if let ack { send(.blockAck(ack, BlockAck(sector: sector, blockID: blockID, size: size, seqNum: nextSeq())), .meta) }
+        }
+        maybeFlushInbound()
+    }
+
+    mutating func maybeFlushInbound() {
+        guard let c = inbound.closing, !c.flushIssued, inbound.pending == 0 else { return }
+        inbound.closing?.flushIssued = true
+        diskOp(.flush, .inboundFlush(generation: linkGeneration))
+    }
+
+    mutating func onInboundFlushDone(_ gen: UInt64, _ result: DiskResult) {
+        guard gen == linkGeneration, link != nil, let c = inbound.closing else { return }
+        if case .failed(let why) = result {
+            fail("local disk flush failed: \(why)")
+            return
+        }
+        send(.barrierAck(number: c.number, setSize: c.count), .meta)
+        inbound.closing = nil
+        // Packets that arrived behind the barrier run now, until the next barrier closes.
+        while inbound.closing == nil && !inbound.queued.isEmpty && link != nil {
+            let p = inbound.queued.removeFirst()
+            dispatch(p, .data)
+        }
+    }
+}

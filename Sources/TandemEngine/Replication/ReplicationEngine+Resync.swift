@@ -1,0 +1,314 @@
+import TandemCodecs
+
+/// Where a bitmap transfer from the peer stands.
+struct BitmapReceive: Sendable {
+    var wordOffset = 0
+    var bitOffset: UInt64 = 0
+}
+
+/// A running resync. The SyncTarget pulls: it requests runs of out-of-sync blocks, the
+/// SyncSource reads and replies, the target writes and acks, both clear the bits.
+struct ResyncState: Sendable {
+    var isSource: Bool
+    var totalBits: UInt64
+    var cursor: UInt64 = 0
+    /// In-flight requests by start sector: size and the 4 KiB blocks an application write
+    /// overwrote meanwhile (the reply must not put older data over them).
+    var inFlight: [UInt64: (size: UInt32, overwritten: Set<UInt64>, writesLeft: Int)] = [:]
+    var inFlightBytes = 0
+    var budgetBytes = 0
+    var lastTickMs: UInt64
+}
+
+/// Bitmap exchange (plain P_BITMAP chunks out; plain and RLE in), sync UUIDs, resync requests
+/// and replies, and the end of a resync with DRBD's UUID updates (reference §3.3, §3.7, §5.1).
+extension ReplicationEngine {
+    var wordsPerPacket: Int { ((WireLimits.socketBufferSize - (link.map { $0.agreedVersion >= 100 ? 16 : 8 } ?? 16)) / 8) }
+    var bmWords: Int { Int((bmBits + 63) / 64) }
+
+    /// Sends the whole bitmap as plain chunks, ended by a zero-length P_BITMAP.
+    mutating func sendBitmap() {
+        var w = 0
+        let per = wordsPerPacket
+        let words = bitmap.words
+        while true {
+            let n = min(per, bmWords - w)
+            var bytes = [UInt8](repeating: 0, count: n * 8)
+            for i in 0..<n { ByteIO.writeLE(words[w + i], into: &bytes, at: i * 8) }
+            send(.bitmap(bytes))
+            if n == 0 { break }
+            w += n
+        }
+    }
+
+    mutating func receiveBitmap(_ p: Packet) {
+        guard conn == .wfBitMapS || conn == .wfBitMapT else {
+            fail("protocol error: \(p.command) while \(conn)")
+            return
+        }
+        var done = false
+        switch p {
+        case .bitmap(let bytes):
+            let want = min(wordsPerPacket, bmWords - bitmapReceive.wordOffset)
+            guard bytes.count == want * 8 else {
+                fail("protocol error: P_BITMAP of \(bytes.count) bytes, expected \(want * 8)")
+                return
+            }
+            var words: [UInt64] = []
+            words.reserveCapacity(want)
+            for i in 0..<want { words.append(ByteIO.readLE(bytes, i * 8)) }
+            let added = bitmap.merge(words: words, at: bitmapReceive.wordOffset)
+            if added > 0 {
+                emit(.bitmapChanged(UInt64(bitmapReceive.wordOffset) * 64..<min(bitmap.bitCount, UInt64(bitmapReceive.wordOffset + want) * 64), set: true))
+            }
+            bitmapReceive.wordOffset += want
+            bitmapReceive.bitOffset = UInt64(bitmapReceive.wordOffset) * 64
+            done = want == 0
+        case .compressedBitmap(let enc, let code):
+            let decoded: (firstSet: Bool, runs: [UInt64])
+            do { decoded = try BitmapRLE.decode(encoding: enc, code: code) } catch {
+                fail("protocol error: \(error)")
+                return
+            }
+            var set = decoded.firstSet
+            var at = bitmapReceive.bitOffset
+            for run in decoded.runs {
+                guard at + run <= bmBits else { fail("protocol error: compressed bitmap overruns the device"); return }
+                if set, bitmap.set(at..<(at + run)) > 0 { emit(.bitmapChanged(at..<(at + run), set: true)) }
+                at += run
+                set.toggle()
+            }
+            bitmapReceive.bitOffset = at
+            bitmapReceive.wordOffset = Int(at / 64)
+            done = at == bmBits
+        default: return
+        }
+        guard done else { return }
+        log("received the peer's bitmap: \(bitmap.setCount) bits out of sync")
+        if conn == .wfBitMapT {
+            sendBitmap()
+            conn = .wfSyncUUID
+            sendState()
+        } else {
+            startResyncAsSource()
+        }
+    }
+
+    mutating func startResyncAsSource() {
+        let b = persistent.bitmap & ~1
+        let syncUUID = (b != 0 && b != UUIDCompare.justCreated) ? b &+ UUIDCompare.newBitmapOffset : newUUID() & ~1
+        if persistent.bitmap != 0 {
+            persistent.history1 = persistent.history0
+            persistent.history0 = persistent.bitmap
+        }
+        persistent.bitmap = syncUUID
+        persist()
+        send(.syncUUID(syncUUID))
+        conn = .syncSource
+        peerDisk = .inconsistent
+        resync = ResyncState(isSource: true, totalBits: bitmap.setCount, lastTickMs: nowMs)
+        log("Began resync as SyncSource (will sync \(bitmap.setCount * 4) KB)")
+        sendState()
+    }
+
+    mutating func onSyncUUID(_ u: UInt64) {
+        guard conn == .wfSyncUUID else { fail("protocol error: P_SYNC_UUID while \(conn)"); return }
+        persistent.current = u
+        persistent.bitmap = 0
+        persistent.consistent = false
+        persist()
+        conn = .syncTarget
+        disk = .inconsistent
+        peerDisk = .upToDate
+        resync = ResyncState(isSource: false, totalBits: bitmap.setCount, budgetBytes: settings.resyncWindowBytes,
+                             lastTickMs: nowMs)
+        log("Began resync as SyncTarget (will sync \(bitmap.setCount * 4) KB)")
+        sendState()
+        requestResyncBlocks()
+    }
+
+    // MARK: target side
+
+    var resyncRateKiB: UInt64 { UInt64(settings.cPlanAhead > 0 ? settings.cMaxRateKiB : settings.resyncRateKiB) }
+
+    mutating func resyncTick() {
+        guard var r = resync, !r.isSource, conn == .syncTarget else { return }
+        let dt = nowMs &- r.lastTickMs
+        r.lastTickMs = nowMs
+        r.budgetBytes = min(r.budgetBytes + Int(resyncRateKiB * 1024 * dt / 1000), 2 * settings.resyncWindowBytes)
+        resync = r
+        requestResyncBlocks()
+    }
+
+    mutating func requestResyncBlocks() {
+        guard var r = resync, !r.isSource, conn == .syncTarget, link != nil else { return }
+        let maxBits = UInt64(settings.maxBioSize / 4096)
+        var wrapped = false
+        while r.inFlightBytes < settings.resyncWindowBytes && r.budgetBytes > 0 {
+            guard let start = bitmap.nextSet(from: r.cursor) else {
+                if wrapped || r.cursor == 0 { break }
+                r.cursor = 0; wrapped = true; continue
+            }
+            if r.inFlight.keys.contains(where: { s in let b = s / 8; return start >= b && start < b + UInt64(r.inFlight[s]!.size) / 4096 }) {
+                r.cursor = start + 1
+                continue
+            }
+            var end = start + 1
+            let extentEnd = (start / 4096 + 1) * 4096
+            while end < bitmap.bitCount && end - start < maxBits && end < extentEnd && bitmap.isSet(end)
+                    && r.inFlight[end * 8] == nil { end += 1 }
+            let sector = start * 8
+            let size = UInt32(min((end - start) * 4096, sizeBytes - start * 4096))
+            r.inFlight[sector] = (size, [], 0)
+            r.inFlightBytes += Int(size)
+            r.budgetBytes -= Int(size)
+            r.cursor = end
+            send(.blockRequest(.rsDataRequest, BlockRequest(sector: sector, blockID: BlockRequest.syncerID, size: size), digest: []))
+        }
+        resync = r
+        maybeFinishResyncAsTarget()
+    }
+
+    /// An application write reached the target while a resync request for the same blocks
+    /// may be in flight: those blocks must keep the newer data.
+    mutating func resyncNoteOverwrite(offset: UInt64, length: UInt64) {
+        guard var r = resync, !r.isSource else { return }
+        let lo = offset / 4096, hi = (offset + length + 4095) / 4096
+        for (s, v) in r.inFlight {
+            let b = s / 8, e = b + (UInt64(v.size) + 4095) / 4096
+            guard lo < e && b < hi else { continue }
+            var v = v
+            for blk in max(lo, b)..<min(hi, e) { v.overwritten.insert(blk) }
+            r.inFlight[s] = v
+        }
+        resync = r
+    }
+
+    mutating func onResyncData(_ h: DataHeader, _ data: [UInt8]) {
+        guard var r = resync, !r.isSource, var v = r.inFlight[h.sector], Int(v.size) == data.count else {
+            fail("protocol error: unexpected P_RS_DATA_REPLY for sector \(h.sector)")
+            return
+        }
+        // Write the blocks no newer application write covered, as contiguous runs.
+        let first = h.sector / 8, count = (UInt64(data.count) + 4095) / 4096
+        var runs: [(UInt64, UInt64)] = []
+        var b = first
+        while b < first + count {
+            if v.overwritten.contains(b) { b += 1; continue }
+            var e = b + 1
+            while e < first + count && !v.overwritten.contains(e) { e += 1 }
+            runs.append((b, e)); b = e
+        }
+        v.writesLeft = runs.count
+        r.inFlight[h.sector] = v
+        resync = r
+        for (s, e) in runs {
+            let lo = Int((s - first) * 4096), hi = min(Int((e - first) * 4096), data.count)
+            diskOp(.write(offset: s * 4096, data: Array(data[lo..<hi]), fua: false),
+                   .resyncWrite(generation: linkGeneration, sector: h.sector))
+        }
+        if runs.isEmpty { finishResyncRequest(h.sector) }
+    }
+
+    mutating func onResyncWriteDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64) {
+        guard gen == linkGeneration, var r = resync, var v = r.inFlight[sector] else { return }
+        if case .failed(let why) = result { fail("local disk write failed during resync: \(why)"); return }
+        v.writesLeft -= 1
+        r.inFlight[sector] = v
+        resync = r
+        if v.writesLeft == 0 { finishResyncRequest(sector) }
+    }
+
+    mutating func finishResyncRequest(_ sector: UInt64) {
+        guard var r = resync, let v = r.inFlight.removeValue(forKey: sector) else { return }
+        r.inFlightBytes -= Int(v.size)
+        resync = r
+        let first = sector / 8, count = (UInt64(v.size) + 4095) / 4096
+        for b in first..<(first + count) where !v.overwritten.contains(b) && b < bitmap.bitCount {
+            if bitmap.clear(b..<(b + 1)) > 0 { emit(.bitmapChanged(b..<(b + 1), set: false)) }
+        }
+        send(.blockAck(.rsWriteAck, BlockAck(sector: sector, blockID: BlockRequest.syncerID, size: v.size, seqNum: nextSeq())), .meta)
+        requestResyncBlocks()
+    }
+
+    mutating func maybeFinishResyncAsTarget() {
+        guard let r = resync, !r.isSource, conn == .syncTarget, r.inFlight.isEmpty, bitmap.setCount == 0 else { return }
+        // drbd_resync_finished on the target: take the source's UUIDs.
+        if let p = link?.peerUUIDs {
+            let mine = persistent.current
+            persistent.bitmap = p.bitmap; persistent.history0 = p.history0; persistent.history1 = p.history1
+            if persistent.bitmap != 0 { persistent.history1 = persistent.history0; persistent.history0 = persistent.bitmap }
+            persistent.bitmap = mine & ~1
+            persistent.current = p.current & ~1
+            persistent.history1 = persistent.history0; persistent.history0 = persistent.bitmap; persistent.bitmap = 0
+        }
+        resync = nil
+        conn = .connected
+        disk = .upToDate
+        persistent.consistent = true
+        persistent.wasUpToDate = true
+        persist()
+        log("Resync done (target): disk UpToDate")
+        sendUUIDs()
+        sendState()
+    }
+
+    // MARK: source side
+
+    mutating func onBlockRequest(_ cmd: PacketCommand, _ r: BlockRequest) {
+        let offset = r.sector * 512
+        guard offset <= sizeBytes, UInt64(r.size) <= sizeBytes - offset else {
+            fail("protocol error: \(cmd) beyond the end of the device")
+            return
+        }
+        switch cmd {
+        case .rsDataRequest where disk == .upToDate:
+            diskOp(.read(offset: offset, length: Int(r.size)),
+                   .resyncRead(generation: linkGeneration, sector: r.sector, size: r.size, blockID: r.blockID))
+        case .rsDataRequest, .rsThinRequest, .csumRSRequest, .ovRequest:
+            send(.blockAck(.negRSDReply, BlockAck(sector: r.sector, blockID: r.blockID, size: r.size, seqNum: nextSeq())), .meta)
+        case .dataRequest:
+            send(.blockAck(.negDReply, BlockAck(sector: r.sector, blockID: r.blockID, size: r.size, seqNum: nextSeq())), .meta)
+        default:
+            fail("unsupported \(cmd) from peer")
+        }
+    }
+
+    mutating func onResyncReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32, _ blockID: UInt64) {
+        guard gen == linkGeneration, link != nil else { return }
+        if case .data(let d) = result, d.count == Int(size) {
+            send(.data(.rsDataReply, DataHeader(sector: sector, blockID: blockID, seqNum: 0, flags: 0), digest: [], payload: d))
+        } else {
+            send(.blockAck(.negRSDReply, BlockAck(sector: sector, blockID: blockID, size: size, seqNum: nextSeq())), .meta)
+        }
+    }
+
+    mutating func onResyncAck(_ cmd: PacketCommand, _ a: BlockAck) {
+        switch cmd {
+        case .rsWriteAck, .writeAck: clearBits(offset: a.sector * 512, length: UInt64(a.size))
+        case .negAck, .negRSDReply:
+            if resync?.isSource == false {
+                fail("the peer could not read resync data (sector \(a.sector)); the local disk stays \(disk)")
+            } else {
+                log("peer failed to write resync block at sector \(a.sector)")
+            }
+        case .rsIsInSync: clearBits(offset: a.sector * 512, length: UInt64(a.size))
+        case .rsCancel: break
+        default: fail("unexpected \(cmd) with the resync block id")
+        }
+    }
+
+    mutating func finishResyncAsSource() {
+        guard resync?.isSource == true else { return }
+        resync = nil
+        persistent.history1 = persistent.history0
+        persistent.history0 = persistent.bitmap
+        persistent.bitmap = 0
+        persist()
+        conn = .connected
+        peerDisk = .upToDate
+        if bitmap.setCount > 0 { log("resync finished with \(bitmap.setCount) bits still set") }
+        log("Resync done (source)")
+        sendState()
+    }
+}

@@ -1,0 +1,203 @@
+import TandemCodecs
+
+/// The primary's write path: application writes go to the local disk and, while connected,
+/// to the peer as P_DATA in epochs separated by P_BARRIER; completion follows protocol A, B
+/// or C; every write stays in the transfer log until its epoch's barrier is acknowledged.
+extension ReplicationEngine {
+    /// Whether application writes are replicated now (otherwise they are marked out of sync).
+    var replicating: Bool {
+        guard link != nil, peerDisk >= .inconsistent else { return false }
+        return [.connected, .syncSource, .syncTarget, .pausedSyncS, .pausedSyncT].contains(conn)
+    }
+
+    func validate(offset: UInt64, length: UInt64) -> String? {
+        if role != .primary { return "resource is Secondary: writes are refused" }
+        if draining != nil { return "resource is going down" }
+        if disk < .upToDate && !(disk == .inconsistent && conn == .syncTarget) { return "local disk is \(disk)" }
+        if offset % 512 != 0 || length % 512 != 0 { return "request is not aligned to 512 bytes" }
+        if offset > sizeBytes || length > sizeBytes - offset { return "request is outside the device" }
+        return nil
+    }
+
+    mutating func onAppWrite(id: UInt64, offset: UInt64, data: [UInt8], fua: Bool) {
+        if let why = validate(offset: offset, length: UInt64(data.count)) { emit(.completeApp(id: id, error: why)); return }
+        guard !data.isEmpty else { emit(.completeApp(id: id, error: nil)); return }
+        let rid = startRequest(appID: id, offset: offset, length: UInt64(data.count))
+        diskOp(.write(offset: offset, data: data, fua: fua), .appWrite(request: rid))
+        replicate(rid, fua: fua) { h in .data(.data, h, digest: [], payload: data) }
+    }
+
+    mutating func onAppZero(id: UInt64, offset: UInt64, length: UInt64, discard: Bool, fua: Bool) {
+        if let why = validate(offset: offset, length: length) { emit(.completeApp(id: id, error: why)); return }
+        guard length > 0 else { emit(.completeApp(id: id, error: nil)); return }
+        let feature = discard ? ConnectionFeatures.trim : ConnectionFeatures.writeZeroes
+        let chunk = UInt64(WireLimits.maxTrimSize)
+        // One application request may cover more than one wire request; all must finish.
+        var pieces: [UInt64] = []
+        var at = offset
+        while at < offset + length {
+            let n = min(chunk, offset + length - at)
+            let rid = startRequest(appID: id, offset: at, length: n, partOf: pieces.first)
+            pieces.append(rid)
+            diskOp(.zero(offset: at, length: n, discard: discard), .appWrite(request: rid))
+            if let l = link, l.featureFlags & feature != 0 {
+                replicate(rid, fua: fua) { h in .trim(discard ? .trim : .zeroes, h, size: UInt32(n)) }
+            } else {
+                setBits(offset: at, length: n)  // the peer cannot take it: resync later
+            }
+            at += n
+        }
+    }
+
+    mutating func onAppFlush(id: UInt64) {
+        guard role == .primary else { emit(.completeApp(id: id, error: "resource is Secondary")); return }
+        closeEpoch()
+        let needEpoch: UInt32? = (settings.wireProtocol == 3 && replicating) ? unackedEpochs.last?.number : nil
+        flushWaiters.append(FlushWaiter(id: id, epoch: needEpoch))
+        diskOp(.flush, .appFlush(id: id))
+    }
+
+    /// Splits requests of one application call: all pieces share the app id; the app is
+    /// completed when the last piece completes.
+    mutating func startRequest(appID: UInt64, offset: UInt64, length: UInt64, partOf: UInt64? = nil) -> UInt64 {
+        let rid = nextRequestID
+        nextRequestID += 1
+        let first = OutOfSyncBitmap.extent(ofBit: offset / 4096)
+        let last = OutOfSyncBitmap.extent(ofBit: (offset + length - 1) / 4096)
+        let extents = Array(first...last)
+        // Every write names its extents: the store makes cold ones hot (durably) and touches
+        // hot ones in its LRU, so an extent it evicted is logged again before the next write.
+        emit(.activateExtents(extents))
+        requests[rid] = Request(appID: appID, offset: offset, length: length, sentAtMs: nowMs, extents: extents)
+        if !replicating { setBits(offset: offset, length: length) }
+        return rid
+    }
+
+    mutating func replicate(_ rid: UInt64, fua: Bool, packet: (DataHeader) -> Packet) {
+        guard replicating, var r = requests[rid] else { return }
+        if epochWrites >= settings.maxEpochSize { closeEpoch() }
+        var flags: UInt32 = 0
+        if fua { flags |= DataFlags.fua }
+        switch settings.wireProtocol {
+        case 2: flags |= DataFlags.sendReceiveAck; r.peerPending = true
+        case 3: flags |= DataFlags.sendWriteAck; r.peerPending = true
+        default: break
+        }
+        if conn.isSyncing { flags |= DataFlags.maySetInSync | DataFlags.sendWriteAck }
+        r.epoch = currentEpoch
+        r.sentAtMs = nowMs
+        requests[rid] = r
+        epochWrites += 1
+        send(packet(DataHeader(sector: r.offset / 512, blockID: rid, seqNum: nextSeq(), flags: flags)))
+    }
+
+    /// Ends the current epoch with a P_BARRIER if it holds writes.
+    mutating func closeEpoch() {
+        guard epochWrites > 0, link != nil else { return }
+        send(.barrier(number: currentEpoch, pad: 0))
+        unackedEpochs.append((currentEpoch, UInt32(epochWrites)))
+        currentEpoch &+= 1
+        epochWrites = 0
+    }
+
+    mutating func onAppWriteDone(_ rid: UInt64, _ result: DiskResult) {
+        guard var r = requests[rid] else { return }
+        r.localDone = true
+        if case .failed(let why) = result { r.localError = why }
+        requests[rid] = r
+        maybeComplete(rid)
+    }
+
+    /// Completes the application request when the local write is done and the peer's ack (if
+    /// the protocol asks for one) has arrived; retires it once its epoch is acknowledged.
+    mutating func maybeComplete(_ rid: UInt64) {
+        guard var r = requests[rid] else { return }
+        if !r.completed && r.localDone && !r.peerPending {
+            r.completed = true
+            requests[rid] = r
+            let siblings = requests.values.filter { $0.appID == r.appID && !$0.completed }
+            if siblings.isEmpty {
+                let err = requests.values.filter { $0.appID == r.appID }.compactMap(\.localError).first
+                emit(.completeApp(id: r.appID, error: err.map { "local disk: \($0)" }))
+            }
+            if r.epoch == currentEpoch { closeEpoch() }
+        }
+        if r.completed && (r.barrierAcked || r.epoch == nil) {
+            requests[rid] = nil
+        }
+    }
+
+    mutating func onBlockAck(_ cmd: PacketCommand, _ a: BlockAck) {
+        if a.blockID == BlockRequest.syncerID {
+            onResyncAck(cmd, a)
+            return
+        }
+        guard var r = requests[a.blockID] else {
+            fail("protocol error: \(cmd) for an unknown request (block_id \(a.blockID))")
+            return
+        }
+        switch cmd {
+        case .recvAck: if settings.wireProtocol == 2 { r.peerPending = false }
+        case .writeAck: if settings.wireProtocol == 3 { r.peerPending = false }
+        case .rsWriteAck:
+            if settings.wireProtocol == 3 { r.peerPending = false }
+            clearBits(offset: r.offset, length: r.length)
+        case .negAck:
+            setBits(offset: r.offset, length: r.length)
+            r.peerPending = false
+        default:
+            fail("unsupported \(cmd) from peer")
+            return
+        }
+        requests[a.blockID] = r
+        maybeComplete(a.blockID)
+    }
+
+    mutating func onBarrierAck(_ number: UInt32, _ count: UInt32) {
+        guard let first = unackedEpochs.first, first.number == number, first.count == count else {
+            fail("protocol error: BAD! BarrierAck #\(number) (\(count) writes) does not match the transfer log")
+            return
+        }
+        unackedEpochs.removeFirst()
+        for (id, r) in requests where r.epoch == number {
+            var r = r
+            r.barrierAcked = true
+            requests[id] = r
+            maybeComplete(id)
+        }
+        checkFlushWaiters()
+    }
+
+    mutating func checkFlushWaiters() {
+        let oldestUnacked = unackedEpochs.first?.number
+        var keep: [FlushWaiter] = []
+        for w in flushWaiters {
+            var peerDone = true
+            if let e = w.epoch, let o = oldestUnacked, Int32(bitPattern: e &- o) >= 0 { peerDone = false }
+            if w.localDone && peerDone { emit(.completeApp(id: w.id, error: nil)) } else { keep.append(w) }
+        }
+        flushWaiters = keep
+    }
+
+    mutating func onDiskDone(_ token: UInt64, _ result: DiskResult) {
+        guard let purpose = diskPurpose.removeValue(forKey: token) else { return }
+        switch purpose {
+        case .appWrite(let rid): onAppWriteDone(rid, result)
+        case .appFlush(let id):
+            if let i = flushWaiters.firstIndex(where: { $0.id == id }) {
+                if case .failed(let why) = result {
+                    flushWaiters.remove(at: i)
+                    emit(.completeApp(id: id, error: "local flush failed: \(why)"))
+                } else {
+                    flushWaiters[i].localDone = true
+                    checkFlushWaiters()
+                }
+            }
+        case .peerWrite(let gen, let ack, let sector, let blockID, let size, let clears):
+            onPeerWriteDone(gen, result, ack, sector, blockID, size, clears)
+        case .inboundFlush(let gen): onInboundFlushDone(gen, result)
+        case .resyncRead(let gen, let sector, let size, let blockID): onResyncReadDone(gen, result, sector, size, blockID)
+        case .resyncWrite(let gen, let sector): onResyncWriteDone(gen, result, sector)
+        }
+    }
+}

@@ -1,0 +1,228 @@
+import TandemCodecs
+
+/// The replication state machine of one resource (one volume): DRBD 8.4's roles, connection and
+/// disk states, the request lifecycle with epochs and barriers, acks per protocol A/B/C, the
+/// sync handshake, bitmap exchange and resync. It is deterministic: `handle` takes one event and
+/// returns the actions to carry out, in order; it never blocks, reads a clock or does I/O. The
+/// daemon runs it on one thread; the simulation tests run two of them against each other.
+public struct ReplicationEngine: Sendable {
+    public let settings: EngineSettings
+    /// Size of the data area in 512-byte sectors.
+    public let sizeSectors: UInt64
+    public internal(set) var persistent: PersistentState
+    public internal(set) var bitmap: OutOfSyncBitmap
+
+    var role: Role = .secondary
+    var disk: DiskState
+    var conn: ConnectionState = .standAlone
+    var peerRole: Role = .unknown
+    var peerDisk: DiskState = .dUnknown
+    var lastError: String?
+
+    var actions: [EngineAction] = []
+    var nowMs: UInt64 = 0
+    var nextToken: UInt64 = 1
+    var diskPurpose: [UInt64: DiskPurpose] = [:]
+
+    var link: LinkState?
+    var linkGeneration: UInt64 = 0
+
+    // Primary side: requests (the transfer log) and epochs.
+    var requests: [UInt64: Request] = [:]
+    var nextRequestID: UInt64 = 1
+    var currentEpoch: UInt32 = 1
+    var epochWrites = 0
+    var unackedEpochs: [(number: UInt32, count: UInt32)] = []
+    var flushWaiters: [FlushWaiter] = []
+    var draining: UInt64?
+
+    // Secondary side: the epoch being received.
+    var inbound = InboundState()
+
+    // Resync and bitmap exchange.
+    var resync: ResyncState?
+    var bitmapReceive = BitmapReceive()
+    var pendingAdmin: (token: UInt64, command: AdminCommand)?
+
+    public init(settings: EngineSettings, sizeSectors: UInt64, persistent: PersistentState, bitmap: OutOfSyncBitmap) {
+        self.settings = settings
+        self.sizeSectors = sizeSectors
+        self.persistent = persistent
+        self.bitmap = bitmap
+        if persistent.consistent {
+            disk = persistent.wasUpToDate ? .upToDate : .outdated
+        } else {
+            disk = .inconsistent
+        }
+    }
+
+    public var status: EngineStatus {
+        EngineStatus(role: role, peerRole: peerRole, connection: conn, disk: disk, peerDisk: peerDisk,
+                     outOfSyncBits: bitmap.setCount, resyncTotalBits: resync?.totalBits ?? 0,
+                     wireProtocol: settings.wireProtocol, uuids: persistent, lastError: lastError,
+                     writesInFlight: requests.count)
+    }
+
+    var sizeBytes: UInt64 { sizeSectors * 512 }
+    var bmBits: UInt64 { (sizeSectors + 7) / 8 }
+
+    /// Feeds one event; returns what to do, in order.
+    public mutating func handle(_ event: EngineEvent) -> [EngineAction] {
+        actions.removeAll(keepingCapacity: true)
+        switch event {
+        case .tick(let now): nowMs = now; onTick()
+        case .linkEstablished(let v, let f, let rc): onLinkEstablished(version: v, features: f, resolveConflicts: rc)
+        case .linkLost(let reason): onLinkLost(reason)
+        case .packet(let p, let socket): onPacket(p, socket)
+        case .appWrite(let id, let offset, let data, let fua): onAppWrite(id: id, offset: offset, data: data, fua: fua)
+        case .appZero(let id, let offset, let length, let discard, let fua):
+            onAppZero(id: id, offset: offset, length: length, discard: discard, fua: fua)
+        case .appFlush(let id): onAppFlush(id: id)
+        case .diskDone(let token, let result): onDiskDone(token, result)
+        case .admin(let token, let cmd): onAdmin(token, cmd)
+        }
+        checkDrained()
+        return actions
+    }
+
+    // MARK: helpers shared by the parts of the engine
+
+    mutating func emit(_ a: EngineAction) { actions.append(a) }
+    mutating func send(_ p: Packet, _ s: Socket = .data) { emit(.send(p, on: s)) }
+    mutating func log(_ s: String) { emit(.log(s)) }
+
+    mutating func diskOp(_ op: DiskOperation, _ purpose: DiskPurpose) {
+        let t = nextToken
+        nextToken += 1
+        diskPurpose[t] = purpose
+        emit(.disk(token: t, op))
+    }
+
+    mutating func nextSeq() -> UInt32 {
+        link?.packetSeq &+= 1
+        return link?.packetSeq ?? 0
+    }
+
+    mutating func setBits(offset: UInt64, length: UInt64) {
+        let r = OutOfSyncBitmap.bits(coveringBytes: offset, length: length).clamped(to: 0..<bitmap.bitCount)
+        guard !r.isEmpty else { return }
+        if bitmap.set(r) > 0 { emit(.bitmapChanged(r, set: true)) }
+    }
+
+    /// Clears bits of whole 4 KiB blocks inside the byte range.
+    mutating func clearBits(offset: UInt64, length: UInt64) {
+        let lo = (offset + 4095) / 4096, hi = min((offset + length) / 4096, bitmap.bitCount)
+        guard lo < hi else { return }
+        if bitmap.clear(lo..<hi) > 0 { emit(.bitmapChanged(lo..<hi, set: false)) }
+    }
+
+    mutating func persist() { emit(.persist(persistent)) }
+
+    var myStateWord: StateWord {
+        StateWord(role: role, peer: peerRole, conn: conn, disk: disk, pdsk: peerDisk)
+    }
+
+    mutating func sendState() { if link != nil { send(.state(myStateWord)) } }
+
+    mutating func sendUUIDs() {
+        var flags: UInt64 = 0
+        if settings.discardMyData { flags |= UUIDSet.flagDiscardMyData }
+        if persistent.crashedPrimary { flags |= UUIDSet.flagCrashedPrimary }
+        if disk == .inconsistent { flags |= UUIDSet.flagInconsistent }
+        send(.uuids(UUIDSet(current: persistent.current, bitmap: persistent.bitmap, history0: persistent.history0,
+                            history1: persistent.history1, bitsSet: bitmap.setCount, flags: flags)))
+    }
+
+    /// A fresh random-looking UUID derived deterministically from the engine's inputs, so a
+    /// simulation run replays exactly; the daemon mixes real randomness in through `entropy`.
+    mutating func newUUID() -> UInt64 {
+        var x = persistent.current &+ 0x9E37_79B9_7F4A_7C15 &+ nowMs &* 0xBF58_476D_1CE4_E5B9 &+ entropy
+        x ^= x >> 31; x &*= 0x94D0_49BB_1331_11EB; x ^= x >> 29
+        entropy = x
+        return (x & ~1) | (role == .primary ? 1 : 0)
+    }
+
+    /// Extra randomness for UUIDs (set by the daemon from the system's generator).
+    public var entropy: UInt64 = 0
+
+    /// drbd_uuid_new_current: the old current UUID moves to the bitmap slot.
+    mutating func newCurrentUUID() {
+        if persistent.bitmap != 0 { log("bm UUID was already set") }
+        persistent.bitmap = persistent.current & ~1
+        persistent.current = newUUID()
+        persist()
+    }
+
+    mutating func fail(_ reason: String, standAlone: Bool = false) {
+        lastError = reason
+        log(reason)
+        if link != nil { emit(.dropLink(reason: reason)) }
+        onLinkLost(reason, emitDrop: false)
+        if standAlone { conn = .standAlone }
+    }
+
+    mutating func checkDrained() {
+        guard let token = draining, requests.isEmpty, flushWaiters.isEmpty, inbound.idle else { return }
+        draining = nil
+        emit(.adminDone(token: token, error: nil))
+    }
+}
+
+/// What a pending disk operation was for.
+enum DiskPurpose: Sendable {
+    case appWrite(request: UInt64)
+    case appFlush(id: UInt64)
+    case peerWrite(generation: UInt64, ack: PacketCommand?, sector: UInt64, blockID: UInt64, size: UInt32, clearsBits: Bool)
+    case inboundFlush(generation: UInt64)
+    case resyncRead(generation: UInt64, sector: UInt64, size: UInt32, blockID: UInt64)
+    case resyncWrite(generation: UInt64, sector: UInt64)
+}
+
+/// An application write in the transfer log.
+struct Request: Sendable {
+    var appID: UInt64
+    var offset: UInt64
+    var length: UInt64
+    var localDone = false
+    var localError: String?
+    /// Waiting for P_RECV_ACK (protocol B) or P_WRITE_ACK (protocol C).
+    var peerPending = false
+    var completed = false
+    /// Sent to the peer in this epoch; nil if not replicated.
+    var epoch: UInt32?
+    var barrierAcked = false
+    var sentAtMs: UInt64 = 0
+    var extents: [UInt32] = []
+}
+
+struct FlushWaiter: Sendable {
+    var id: UInt64
+    var localDone = false
+    /// The last epoch that must be barrier-acked by the peer (protocol C).
+    var epoch: UInt32?
+}
+
+/// The peer connection as the engine sees it after the transport's handshake.
+struct LinkState: Sendable {
+    var agreedVersion: Int
+    var featureFlags: UInt32
+    var resolveConflicts: Bool
+    var packetSeq: UInt32 = 0
+    var lastReceiveMs: UInt64
+    var pingSentMs: UInt64?
+    var gotProtocol = false
+    var peerUUIDs: UUIDs?
+    var peerBitsSet: UInt64 = 0
+    var peerUUIDFlags: UInt64 = 0
+    var peerSizes: Sizes?
+}
+
+/// The secondary's receiving side: the current epoch and the barrier being completed.
+struct InboundState: Sendable {
+    var pending = 0
+    var count: UInt32 = 0
+    /// A P_BARRIER whose epoch is being completed and flushed; packets after it wait.
+    var closing: (number: UInt32, count: UInt32, flushIssued: Bool)?
+    var queued: [Packet] = []
+    var idle: Bool { pending == 0 && closing == nil && queued.isEmpty }
+}
