@@ -18,6 +18,7 @@ struct ResyncState: Sendable {
     var inFlightBytes = 0
     var budgetBytes = 0
     var lastTickMs: UInt64
+    var finalFlushIssued = false
 }
 
 /// Bitmap exchange (plain P_BITMAP chunks out; plain and RLE in), sync UUIDs, resync requests
@@ -231,8 +232,23 @@ extension ReplicationEngine {
         requestResyncBlocks()
     }
 
+    /// When nothing is left, the resynced data is flushed before the disk is called UpToDate.
     mutating func maybeFinishResyncAsTarget() {
-        guard let r = resync, !r.isSource, conn == .syncTarget, r.inFlight.isEmpty, bitmap.setCount == 0 else { return }
+        guard var r = resync, !r.isSource, conn == .syncTarget, r.inFlight.isEmpty, !r.finalFlushIssued,
+              bitmap.setCount == 0 else { return }
+        r.finalFlushIssued = true
+        resync = r
+        diskOp(.flush, .resyncFlush(generation: linkGeneration))
+    }
+
+    mutating func onResyncFlushDone(_ gen: UInt64, _ result: DiskResult) {
+        guard gen == linkGeneration, let r = resync, !r.isSource, r.finalFlushIssued, conn == .syncTarget else { return }
+        if case .failed(let why) = result { fail("local disk flush failed at the end of the resync: \(why)"); return }
+        guard r.inFlight.isEmpty, bitmap.setCount == 0 else {
+            resync?.finalFlushIssued = false
+            requestResyncBlocks()
+            return
+        }
         // drbd_resync_finished on the target: take the source's UUIDs.
         if let p = link?.peerUUIDs {
             let mine = persistent.current

@@ -69,7 +69,13 @@ extension ReplicationEngine {
         // hot ones in its LRU, so an extent it evicted is logged again before the next write.
         emit(.activateExtents(extents))
         requests[rid] = Request(appID: appID, offset: offset, length: length, sentAtMs: nowMs, extents: extents)
-        if !replicating { setBits(offset: offset, length: length) }
+        if !replicating {
+            setBits(offset: offset, length: length)
+            // During the bitmap exchange the peer learns of the write as out of sync.
+            if link != nil && peerDisk >= .inconsistent && [.wfBitMapS, .wfBitMapT, .wfSyncUUID].contains(conn) {
+                send(.blockDescriptor(.outOfSync, BlockDescriptor(sector: offset / 512, size: UInt32(length))))
+            }
+        }
         return rid
     }
 
@@ -198,6 +204,7 @@ extension ReplicationEngine {
         case .inboundFlush(let gen): onInboundFlushDone(gen, result)
         case .resyncRead(let gen, let sector, let size, let blockID): onResyncReadDone(gen, result, sector, size, blockID)
         case .resyncWrite(let gen, let sector): onResyncWriteDone(gen, result, sector)
+        case .resyncFlush(let gen): onResyncFlushDone(gen, result)
         }
     }
 }

@@ -176,6 +176,7 @@ enum DiskPurpose: Sendable {
     case inboundFlush(generation: UInt64)
     case resyncRead(generation: UInt64, sector: UInt64, size: UInt32, blockID: UInt64)
     case resyncWrite(generation: UInt64, sector: UInt64)
+    case resyncFlush(generation: UInt64)
 }
 
 /// An application write in the transfer log.
