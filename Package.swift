@@ -40,7 +40,11 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // The node daemon and the pieces the command shares with it (resource resolution, paths).
-        .target(name: "TandemDaemon", dependencies: ["TandemAdapters", "TandemEngine", "TandemCodecs"]),
+        .target(name: "TandemDaemon", dependencies: [
+            "TandemAdapters", "TandemEngine", "TandemCodecs",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         // The `tandem` command.
         .executableTarget(name: "tandem", dependencies: [
             "TandemDaemon", "TandemAdapters", "TandemCodecs",

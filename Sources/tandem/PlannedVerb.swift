@@ -4,8 +4,7 @@ import ArgumentParser
 /// in --help so operators see the whole surface, and each says plainly that it is not there.
 enum PlannedVerb {
     static let all: [ParsableCommand.Type] = [
-        Up.self, Down.self, Primary.self, Secondary.self, Connect.self, Disconnect.self, Status.self,
-        Events.self, Invalidate.self, InvalidateRemote.self, Verify.self, Resync.self, Restore.self, Snapshot.self,
+        Invalidate.self, InvalidateRemote.self, Verify.self, Resync.self, Restore.self, Snapshot.self,
     ]
 }
 
@@ -21,50 +20,8 @@ protocol PlannedCommand: ParsableCommand {}
 extension PlannedCommand {
     func run() throws {
         let verb = Self.configuration.commandName ?? "this verb"
-        throw VerbFailure("'\(verb)' is planned but not available in this build yet (replication arrives with issue #3)")
+        throw VerbFailure("'\(verb)' is planned but not available in this build yet")
     }
-}
-
-struct Up: PlannedCommand {
-    static let configuration = CommandConfiguration(commandName: "up", abstract: "(planned) Start the node daemon: attach, listen, connect, export.")
-    @OptionGroup var arguments: PlannedArguments
-}
-
-struct Down: PlannedCommand {
-    static let configuration = CommandConfiguration(commandName: "down", abstract: "(planned) Drain, mark meta-data clean, stop the daemon.")
-    @OptionGroup var arguments: PlannedArguments
-}
-
-struct Primary: PlannedCommand {
-    static let configuration = CommandConfiguration(commandName: "primary", abstract: "(planned) Become Primary; --force starts the initial full sync.")
-    @OptionGroup var arguments: PlannedArguments
-    @Flag var force = false
-}
-
-struct Secondary: PlannedCommand {
-    static let configuration = CommandConfiguration(commandName: "secondary", abstract: "(planned) Become Secondary.")
-    @OptionGroup var arguments: PlannedArguments
-}
-
-struct Connect: PlannedCommand {
-    static let configuration = CommandConfiguration(commandName: "connect", abstract: "(planned) Connect to the peer.")
-    @OptionGroup var arguments: PlannedArguments
-}
-
-struct Disconnect: PlannedCommand {
-    static let configuration = CommandConfiguration(commandName: "disconnect", abstract: "(planned) Drop the connection to the peer (StandAlone).")
-    @OptionGroup var arguments: PlannedArguments
-}
-
-struct Status: PlannedCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "(planned) Show role, disk and connection states; --json for machines.")
-    @OptionGroup var arguments: PlannedArguments
-    @Flag var json = false
-}
-
-struct Events: PlannedCommand {
-    static let configuration = CommandConfiguration(commandName: "events", abstract: "(planned) Stream state changes, one JSON object a line.")
-    @OptionGroup var arguments: PlannedArguments
 }
 
 struct Invalidate: PlannedCommand {

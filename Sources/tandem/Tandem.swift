@@ -15,6 +15,7 @@ struct Tandem: ParsableCommand {
             """,
         subcommands: [
             CreateMD.self, DumpMD.self, GetGI.self, ShowGI.self, WipeMD.self, ApplyAL.self, Dump.self,
+            Up.self, Down.self, Primary.self, Secondary.self, Connect.self, Disconnect.self, Status.self, Events.self,
         ] + PlannedVerb.all
     )
 

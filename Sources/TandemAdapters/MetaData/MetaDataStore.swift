@@ -15,7 +15,8 @@ import TandemEngine
 ///   clean; a crash between these steps only makes apply-al do redundant work.
 /// v08 has no superblock checksum, but every field lies in its first 512-byte sector, so a
 /// torn superblock write leaves the old or the new one.
-public final class MetaDataStore {
+/// Not thread-safe: the daemon uses it from its single disk thread only.
+public final class MetaDataStore: @unchecked Sendable {
     public let device: BlockDevice
     public let layout: MetaDataLayout
     public private(set) var superblock: Superblock
@@ -241,12 +242,21 @@ public final class MetaDataStore {
         return bitmap.clear(lo..<hi)
     }
 
-    /// Writes changed bitmap pages and flushes.
+    /// Sets bits in memory without touching the activity log (bits a peer reported, or a
+    /// full sync); `flushBitmap` writes them.
+    public func setBits(_ range: Range<UInt64>) { bitmap.set(range) }
+
+    /// Clears bits in memory; `flushBitmap` writes them once the data is durable.
+    public func clearBits(_ range: Range<UInt64>) { bitmap.clear(range) }
+
+    /// Writes changed bitmap pages and flushes. The data area is flushed first, so a cleared
+    /// bit never reaches the disk before the data it vouches for.
     public func flushBitmap() throws(MetaDataError) {
         try ensureOpen()
         let pages = bitmap.dirtyPages.sorted()
         guard !pages.isEmpty else { return }
         do {
+            try device.flush()
             for p in pages { try device.write(bitmap.pageBytes(p), at: layout.bitmapOffset + UInt64(p) * 4096) }
             try device.flush()
         } catch { isOpen = false; throw .device(error) }

@@ -22,9 +22,18 @@ extension ReplicationEngine {
     mutating func onAppWrite(id: UInt64, offset: UInt64, data: [UInt8], fua: Bool) {
         if let why = validate(offset: offset, length: UInt64(data.count)) { emit(.completeApp(id: id, error: why)); return }
         guard !data.isEmpty else { emit(.completeApp(id: id, error: nil)); return }
-        let rid = startRequest(appID: id, offset: offset, length: UInt64(data.count))
-        diskOp(.write(offset: offset, data: data, fua: fua), .appWrite(request: rid))
-        replicate(rid, fua: fua) { h in .data(.data, h, digest: [], payload: data) }
+        // A P_DATA carries at most max-bio-size bytes: larger application writes become
+        // several requests, all in the current epoch; the application is answered when all finish.
+        let chunk = Int(settings.maxBioSize)
+        var at = 0
+        while at < data.count {
+            let piece = data.count <= chunk ? data : Array(data[at..<min(at + chunk, data.count)])
+            let pieceOffset = offset + UInt64(at)
+            let rid = startRequest(appID: id, offset: pieceOffset, length: UInt64(piece.count))
+            diskOp(.write(offset: pieceOffset, data: piece, fua: fua), .appWrite(request: rid))
+            replicate(rid, fua: fua) { h in .data(.data, h, digest: [], payload: piece) }
+            at += piece.count
+        }
     }
 
     mutating func onAppZero(id: UInt64, offset: UInt64, length: UInt64, discard: Bool, fua: Bool) {
@@ -33,12 +42,10 @@ extension ReplicationEngine {
         let feature = discard ? ConnectionFeatures.trim : ConnectionFeatures.writeZeroes
         let chunk = UInt64(WireLimits.maxTrimSize)
         // One application request may cover more than one wire request; all must finish.
-        var pieces: [UInt64] = []
         var at = offset
         while at < offset + length {
             let n = min(chunk, offset + length - at)
-            let rid = startRequest(appID: id, offset: at, length: n, partOf: pieces.first)
-            pieces.append(rid)
+            let rid = startRequest(appID: id, offset: at, length: n)
             diskOp(.zero(offset: at, length: n, discard: discard), .appWrite(request: rid))
             if let l = link, l.featureFlags & feature != 0 {
                 replicate(rid, fua: fua) { h in .trim(discard ? .trim : .zeroes, h, size: UInt32(n)) }
@@ -57,9 +64,9 @@ extension ReplicationEngine {
         diskOp(.flush, .appFlush(id: id))
     }
 
-    /// Splits requests of one application call: all pieces share the app id; the app is
-    /// completed when the last piece completes.
-    mutating func startRequest(appID: UInt64, offset: UInt64, length: UInt64, partOf: UInt64? = nil) -> UInt64 {
+    /// Starts one request of an application call (all pieces of a call share its app id; the
+    /// call is answered when the last piece completes) and names its activity-log extents.
+    mutating func startRequest(appID: UInt64, offset: UInt64, length: UInt64) -> UInt64 {
         let rid = nextRequestID
         nextRequestID += 1
         let first = OutOfSyncBitmap.extent(ofBit: offset / 4096)

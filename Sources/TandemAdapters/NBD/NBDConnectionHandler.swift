@@ -1,0 +1,213 @@
+import NIOCore
+
+/// One NBD client connection: the newstyle fixed handshake (EXPORT_NAME, LIST, INFO, GO,
+/// ABORT; anything else NBD_REP_ERR_UNSUP), then pipelined transmission with simple replies.
+/// Bad requests get NBD errors; a broken stream (bad magic, oversized payload) closes this
+/// connection only.
+final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
+    typealias InboundOut = Never
+
+    enum Phase { case clientFlags, options, transmission }
+    private var phase = Phase.clientFlags
+    private var noZeroes = false
+    private let backend: NBDBackend
+    private let log: @Sendable (String) -> Void
+
+    init(backend: NBDBackend, log: @escaping @Sendable (String) -> Void) {
+        self.backend = backend
+        self.log = log
+    }
+
+    static func greeting(_ allocator: ByteBufferAllocator) -> ByteBuffer {
+        var b = allocator.buffer(capacity: 18)
+        b.writeInteger(NBDProtocol.initMagic)
+        b.writeInteger(NBDProtocol.optionMagic)
+        b.writeInteger(NBDProtocol.flagFixedNewstyle | NBDProtocol.flagNoZeroes)
+        return b
+    }
+
+    func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        switch phase {
+        case .clientFlags:
+            guard let flags = buffer.readInteger(as: UInt32.self) else { return .needMoreData }
+            guard flags & NBDProtocol.clientFixedNewstyle != 0 else {
+                log("nbd: client does not speak fixed newstyle; closing")
+                context.close(promise: nil)
+                return .needMoreData
+            }
+            noZeroes = flags & NBDProtocol.clientNoZeroes != 0
+            phase = .options
+            return .continue
+        case .options:
+            guard buffer.readableBytes >= 16 else { return .needMoreData }
+            let magic: UInt64 = buffer.getInteger(at: buffer.readerIndex)!
+            let option: UInt32 = buffer.getInteger(at: buffer.readerIndex + 8)!
+            let length: UInt32 = buffer.getInteger(at: buffer.readerIndex + 12)!
+            guard magic == NBDProtocol.optionMagic, length <= 4096 else {
+                log("nbd: bad option header; closing")
+                context.close(promise: nil)
+                buffer.moveReaderIndex(to: buffer.writerIndex)
+                return .needMoreData
+            }
+            guard buffer.readableBytes >= 16 + Int(length) else { return .needMoreData }
+            buffer.moveReaderIndex(forwardBy: 16)
+            let data = buffer.readBytes(length: Int(length)) ?? []
+            handleOption(context: context, option: option, data: data)
+            return .continue
+        case .transmission:
+            guard buffer.readableBytes >= 28 else { return .needMoreData }
+            let i = buffer.readerIndex
+            let magic: UInt32 = buffer.getInteger(at: i)!
+            let flags: UInt16 = buffer.getInteger(at: i + 4)!
+            let type: UInt16 = buffer.getInteger(at: i + 6)!
+            let handle: UInt64 = buffer.getInteger(at: i + 8)!
+            let offset: UInt64 = buffer.getInteger(at: i + 16)!
+            let length: UInt32 = buffer.getInteger(at: i + 24)!
+            guard magic == NBDProtocol.requestMagic else {
+                log("nbd: bad request magic 0x\(String(magic, radix: 16)); closing this connection")
+                buffer.moveReaderIndex(to: buffer.writerIndex)
+                context.close(promise: nil)
+                return .needMoreData
+            }
+            let payload = type == NBDCommand.write.rawValue ? Int(length) : 0
+            if payload > Int(NBDProtocol.maximumPayload) {
+                log("nbd: write of \(length) bytes exceeds the \(NBDProtocol.maximumPayload)-byte limit; closing this connection")
+                buffer.moveReaderIndex(to: buffer.writerIndex)
+                context.close(promise: nil)
+                return .needMoreData
+            }
+            guard buffer.readableBytes >= 28 + payload else { return .needMoreData }
+            buffer.moveReaderIndex(forwardBy: 28)
+            let data = payload > 0 ? buffer.readBytes(length: payload)! : []
+            handleRequest(context: context, flags: flags, type: type, handle: handle, offset: offset, length: length, data: data)
+            return .continue
+        }
+    }
+
+    func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        .needMoreData
+    }
+
+    // MARK: options
+
+    private func optionReply(_ context: ChannelHandlerContext, _ option: UInt32, _ type: UInt32, _ data: [UInt8] = []) {
+        var b = context.channel.allocator.buffer(capacity: 20 + data.count)
+        b.writeInteger(NBDProtocol.optionReplyMagic)
+        b.writeInteger(option)
+        b.writeInteger(type)
+        b.writeInteger(UInt32(data.count))
+        b.writeBytes(data)
+        context.writeAndFlush(NIOAny(b), promise: nil)
+    }
+
+    private var transmissionFlags: UInt16 {
+        var f = NBDProtocol.tfHasFlags | NBDProtocol.tfSendFlush | NBDProtocol.tfSendFUA | NBDProtocol.tfSendTrim
+            | NBDProtocol.tfSendWriteZeroes | NBDProtocol.tfCanMultiConn
+        if !backend.writable { f |= NBDProtocol.tfReadOnly }
+        return f
+    }
+
+    private func handleOption(context: ChannelHandlerContext, option: UInt32, data: [UInt8]) {
+        switch option {
+        case NBDProtocol.optExportName:
+            let name = String(decoding: data, as: UTF8.self)
+            guard name == backend.exportName || name.isEmpty else {
+                log("nbd: client asked for unknown export \"\(name)\"; closing")
+                context.close(promise: nil)
+                return
+            }
+            var b = context.channel.allocator.buffer(capacity: 134)
+            b.writeInteger(backend.sizeBytes)
+            b.writeInteger(transmissionFlags)
+            if !noZeroes { b.writeBytes([UInt8](repeating: 0, count: 124)) }
+            context.writeAndFlush(NIOAny(b), promise: nil)
+            phase = .transmission
+        case NBDProtocol.optAbort:
+            optionReply(context, option, NBDProtocol.repAck)
+            context.close(promise: nil)
+        case NBDProtocol.optList:
+            guard data.isEmpty else { optionReply(context, option, NBDProtocol.repErrInvalid); return }
+            let name = Array(backend.exportName.utf8)
+            var d: [UInt8] = []
+            d.append(contentsOf: withUnsafeBytes(of: UInt32(name.count).bigEndian, Array.init))
+            d.append(contentsOf: name)
+            optionReply(context, option, NBDProtocol.repServer, d)
+            optionReply(context, option, NBDProtocol.repAck)
+        case NBDProtocol.optInfo, NBDProtocol.optGo:
+            guard data.count >= 6 else { optionReply(context, option, NBDProtocol.repErrInvalid); return }
+            let nameLength = Int(UInt32(data[0]) << 24 | UInt32(data[1]) << 16 | UInt32(data[2]) << 8 | UInt32(data[3]))
+            guard data.count >= 4 + nameLength + 2 else { optionReply(context, option, NBDProtocol.repErrInvalid); return }
+            let name = String(decoding: data[4..<(4 + nameLength)], as: UTF8.self)
+            let nInfo = Int(UInt16(data[4 + nameLength]) << 8 | UInt16(data[5 + nameLength]))
+            guard data.count == 4 + nameLength + 2 + 2 * nInfo else { optionReply(context, option, NBDProtocol.repErrInvalid); return }
+            guard name == backend.exportName || name.isEmpty else {
+                optionReply(context, option, NBDProtocol.repErrUnknown, Array("unknown export \"\(name)\"".utf8))
+                return
+            }
+            var export: [UInt8] = []
+            export.append(contentsOf: withUnsafeBytes(of: NBDProtocol.infoExport.bigEndian, Array.init))
+            export.append(contentsOf: withUnsafeBytes(of: backend.sizeBytes.bigEndian, Array.init))
+            export.append(contentsOf: withUnsafeBytes(of: transmissionFlags.bigEndian, Array.init))
+            optionReply(context, option, NBDProtocol.repInfo, export)
+            var sizes: [UInt8] = []
+            sizes.append(contentsOf: withUnsafeBytes(of: NBDProtocol.infoBlockSize.bigEndian, Array.init))
+            for v in [NBDProtocol.minimumBlock, NBDProtocol.preferredBlock, NBDProtocol.maximumPayload] {
+                sizes.append(contentsOf: withUnsafeBytes(of: v.bigEndian, Array.init))
+            }
+            optionReply(context, option, NBDProtocol.repInfo, sizes)
+            optionReply(context, option, NBDProtocol.repAck)
+            if option == NBDProtocol.optGo { phase = .transmission }
+        default:
+            optionReply(context, option, NBDProtocol.repErrUnsup)
+        }
+    }
+
+    // MARK: transmission
+
+    private func reply(_ context: ChannelHandlerContext, handle: UInt64, _ r: NBDReply) {
+        var b = context.channel.allocator.buffer(capacity: 16 + r.data.count)
+        b.writeInteger(NBDProtocol.simpleReplyMagic)
+        b.writeInteger(r.error)
+        b.writeInteger(handle)
+        if r.error == 0 { b.writeBytes(r.data) }
+        context.writeAndFlush(NIOAny(b), promise: nil)
+    }
+
+    private func handleRequest(context: ChannelHandlerContext, flags: UInt16, type: UInt16, handle: UInt64,
+                               offset: UInt64, length: UInt32, data: [UInt8]) {
+        guard let cmd = NBDCommand(rawValue: type) else {
+            reply(context, handle: handle, NBDReply(error: NBDProtocol.eInval))
+            return
+        }
+        switch cmd {
+        case .disconnect:
+            context.close(promise: nil)
+            return
+        case .flush:
+            break
+        case .read, .write, .trim, .writeZeroes, .cache:
+            if offset % UInt64(NBDProtocol.minimumBlock) != 0 || length % NBDProtocol.minimumBlock != 0 {
+                reply(context, handle: handle, NBDReply(error: NBDProtocol.eInval)); return
+            }
+            if offset > backend.sizeBytes || UInt64(length) > backend.sizeBytes - offset {
+                reply(context, handle: handle, NBDReply(error: cmd == .read || cmd == .cache ? NBDProtocol.eInval : NBDProtocol.eNoSpc))
+                return
+            }
+            if cmd == .read && length > NBDProtocol.maximumPayload {
+                reply(context, handle: handle, NBDReply(error: NBDProtocol.eOverflow)); return
+            }
+        }
+        if cmd == .cache { reply(context, handle: handle, NBDReply()); return }
+        if cmd != .read && !backend.writable {
+            reply(context, handle: handle, NBDReply(error: NBDProtocol.ePerm)); return
+        }
+        let request = NBDRequest(command: cmd, fua: flags & NBDProtocol.cmdFlagFUA != 0,
+                                 noHole: flags & NBDProtocol.cmdFlagNoHole != 0, handle: handle, offset: offset,
+                                 length: length, data: data)
+        let loop = context.eventLoop
+        let boxed = NIOLoopBound(context, eventLoop: loop)
+        backend.handle(request) { [self] r in
+            loop.execute { self.reply(boxed.value, handle: handle, r) }
+        }
+    }
+}

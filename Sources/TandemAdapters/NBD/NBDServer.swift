@@ -1,0 +1,43 @@
+import NIOCore
+import NIOPosix
+
+/// Serves one export over a Unix socket or TCP, several clients at once.
+public final class NBDServer: @unchecked Sendable {
+    private let group: EventLoopGroup
+    private let backend: NBDBackend
+    private var channel: Channel?
+    private let log: @Sendable (String) -> Void
+
+    public init(group: EventLoopGroup, backend: NBDBackend, log: @escaping @Sendable (String) -> Void) {
+        self.group = group
+        self.backend = backend
+        self.log = log
+    }
+
+    private var bootstrap: ServerBootstrap {
+        let backend = self.backend, log = self.log
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(NBDConnectionHandler(backend: backend, log: log)))
+                    ch.writeAndFlush(NBDConnectionHandler.greeting(ch.allocator), promise: nil)
+                }
+            }
+    }
+
+    /// Listens on a Unix socket, replacing a stale socket file.
+    public func listen(unixPath: String) throws {
+        channel = try bootstrap.bind(unixDomainSocketPath: unixPath, cleanupExistingSocketFile: true).wait()
+    }
+
+    public func listen(host: String, port: Int) throws {
+        channel = try bootstrap.bind(host: host, port: port).wait()
+    }
+
+    public func close() {
+        channel?.close(promise: nil)
+        channel = nil
+    }
+}

@@ -1,0 +1,41 @@
+import NIOCore
+import TandemCodecs
+
+/// Frames DRBD packets out of one TCP connection and hands them to the transport, together
+/// with the channel they came from. A framing error closes the connection with the reason.
+final class PacketChannelHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+
+    /// Any header until the versions are agreed (a peer may switch to h100 before this side
+    /// has read its features), then only the agreed one.
+    var framer = PacketFramer(expecting: nil)
+    let onPacket: (Channel, Packet) -> Void
+    let onError: (Channel, String) -> Void
+    let onClose: (Channel) -> Void
+
+    init(onPacket: @escaping (Channel, Packet) -> Void, onError: @escaping (Channel, String) -> Void,
+         onClose: @escaping (Channel) -> Void) {
+        self.onPacket = onPacket; self.onError = onError; self.onClose = onClose
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buf = unwrapInboundIn(data)
+        buf.withUnsafeReadableBytes { framer.append($0) }
+        buf.moveReaderIndex(to: buf.writerIndex)
+        do {
+            while context.channel.isActive, let (_, p) = try framer.next() { onPacket(context.channel, p) }
+        } catch {
+            onError(context.channel, "\(error)")
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        onClose(context.channel)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,331 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import TandemCodecs
+import TandemEngine
+
+/// DRBD's connection to the peer: two TCP connections (data and meta), made by listening on
+/// this node's address and connecting to the peer's (outgoing connections bound to this node's
+/// address); the first packet of a connection says which one it is. Then the feature handshake
+/// and, with a shared secret, cram-hmac authentication. Everything runs on one event loop.
+public final class PeerTransport: @unchecked Sendable {
+    public struct Endpoint: Sendable, Equatable {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) { self.host = host; self.port = port }
+    }
+
+    public struct Callbacks {
+        public var established: (_ agreedVersion: Int, _ features: UInt32, _ resolveConflicts: Bool) -> Void
+        public var packet: (Packet, TandemEngine.Socket) -> Void
+        public var lost: (String) -> Void
+        /// A refusal that must not be retried (wrong secret, incompatible dialect).
+        public var refused: (String) -> Void
+        public var log: (String) -> Void
+        public init(established: @escaping (Int, UInt32, Bool) -> Void, packet: @escaping (Packet, TandemEngine.Socket) -> Void,
+                    lost: @escaping (String) -> Void, refused: @escaping (String) -> Void, log: @escaping (String) -> Void) {
+            self.established = established; self.packet = packet; self.lost = lost; self.refused = refused; self.log = log
+        }
+    }
+
+    let loop: EventLoop
+    let me: Endpoint
+    let peer: Endpoint
+    let secret: String?
+    let hmacAlg: String?
+    let callbacks: Callbacks
+    let handshakeTimeout: TimeAmount
+
+    private var listener: Channel?
+    private var data: Channel?
+    private var meta: Channel?
+    private var dataOutgoing = false
+    private var metaOutgoing = false
+    private var connecting = false
+    private var enabled = false
+    private var retryDelay = TimeAmount.milliseconds(200)
+    private var retryTask: Scheduled<Void>?
+    private var handshakeDeadline: Scheduled<Void>?
+    // Handshake progress.
+    private var sentFeatures = false
+    private var agreed: (version: Int, features: UInt32)?
+    private var myChallenge: [UInt8]?
+    private var peerAuthenticated = false
+    private var sentResponse = false
+    private var isEstablished = false
+    private var resolveConflicts = false
+    private var framers: [ObjectIdentifier: PacketChannelHandler] = [:]
+
+    public init(loop: EventLoop, me: Endpoint, peer: Endpoint, sharedSecret: String?, cramHmacAlg: String?,
+                handshakeTimeout: TimeAmount = .seconds(5), callbacks: Callbacks) {
+        self.loop = loop; self.me = me; self.peer = peer
+        self.secret = sharedSecret; self.hmacAlg = cramHmacAlg
+        self.handshakeTimeout = handshakeTimeout; self.callbacks = callbacks
+    }
+
+    /// The lower endpoint connects first; the other mostly accepts, so the two TCP
+    /// connections rarely cross.
+    private var iConnectFirst: Bool { (me.host, me.port) < (peer.host, peer.port) }
+
+    public var isConnected: Bool { isEstablished }
+
+    /// Listens and starts connecting. Call on the loop.
+    public func start() throws {
+        let bootstrap = ServerBootstrap(group: loop)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 5)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [self] ch in
+                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(self.makeHandler(ch)) }
+            }
+        listener = try bootstrap.bind(host: me.host, port: me.port).wait()
+        loop.execute { self.enable() }
+    }
+
+    /// (Re)starts connection attempts: `connect`.
+    public func enable() {
+        enabled = true
+        scheduleAttempt(after: iConnectFirst ? .milliseconds(10) : .milliseconds(1500))
+    }
+
+    /// Drops the connection and stops trying (StandAlone).
+    public func disable(reason: String) {
+        enabled = false
+        retryTask?.cancel()
+        closeAll(reason: reason, notify: false)
+    }
+
+    public func stop() {
+        disable(reason: "shutting down")
+        listener?.close(promise: nil)
+    }
+
+    /// Drops the connection (a protocol error or the engine's decision) and reconnects later.
+    public func drop(reason: String) {
+        closeAll(reason: reason, notify: false)
+        if enabled { scheduleAttempt(after: retryDelay) }
+    }
+
+    public func send(_ packet: Packet, on socket: TandemEngine.Socket) {
+        guard isEstablished, let ch = socket == .data ? data : meta, let a = agreed else { return }
+        write(ch, packet.encode(agreedVersion: a.version))
+    }
+
+    private func write(_ ch: Channel, _ bytes: [UInt8]) {
+        var b = ch.allocator.buffer(capacity: bytes.count)
+        b.writeBytes(bytes)
+        ch.writeAndFlush(b, promise: nil)
+    }
+
+    private func makeHandler(_ ch: Channel) -> PacketChannelHandler {
+        let h = PacketChannelHandler(
+            onPacket: { [self] ch, p in self.received(p, on: ch) },
+            onError: { [self] _, why in
+                self.callbacks.log("protocol error from peer: \(why)")
+                self.lostConnection("protocol error: \(why)")
+            },
+            onClose: { [self] ch in self.closed(ch) })
+        framers[ObjectIdentifier(ch)] = h
+        return h
+    }
+
+    // MARK: connecting
+
+    private func scheduleAttempt(after delay: TimeAmount) {
+        retryTask?.cancel()
+        retryTask = loop.scheduleTask(in: delay) { [self] in self.attempt() }
+    }
+
+    private func attempt() {
+        guard enabled, !connecting, data == nil || meta == nil else { return }
+        connecting = true
+        var bootstrap = ClientBootstrap(group: loop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(2))
+            .channelInitializer { [self] ch in
+                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(self.makeHandler(ch)) }
+            }
+        if let local = try? SocketAddress.makeAddressResolvingHost(me.host, port: 0) { bootstrap = bootstrap.bind(to: local) }
+        bootstrap.connect(host: peer.host, port: peer.port).hop(to: loop).whenComplete { [self] result in
+            self.connecting = false
+            switch result {
+            case .success(let ch):
+                guard self.enabled else { ch.close(promise: nil); return }
+                if self.data == nil {
+                    self.data = ch; self.dataOutgoing = true
+                    self.write(ch, Packet.initialData.encode(format: .h80))
+                    self.sendFeatures()
+                } else if self.meta == nil {
+                    self.meta = ch; self.metaOutgoing = true
+                    self.write(ch, Packet.initialMeta.encode(format: .h80))
+                } else {
+                    ch.close(promise: nil)
+                }
+                self.retryDelay = .milliseconds(200)
+                self.progress()
+                if self.data == nil || self.meta == nil { self.scheduleAttempt(after: .milliseconds(10)) }
+            case .failure:
+                if self.enabled && (self.data == nil || self.meta == nil) {
+                    self.scheduleAttempt(after: self.retryDelay)
+                    self.retryDelay = min(self.retryDelay * 2, .seconds(10))
+                }
+            }
+        }
+    }
+
+    private func sendFeatures() {
+        guard !sentFeatures, let d = data else { return }
+        sentFeatures = true
+        write(d, Packet.features(.kernel84).encode(format: .h80))
+        handshakeDeadline?.cancel()
+        handshakeDeadline = loop.scheduleTask(in: handshakeTimeout) { [self] in
+            if !self.isEstablished && (self.data != nil || self.meta != nil) {
+                self.callbacks.log("handshake did not complete in time")
+                self.lostConnection("handshake timeout")
+            }
+        }
+    }
+
+    // MARK: receiving
+
+    private func received(_ p: Packet, on ch: Channel) {
+        let isData = data.map { $0 === ch } ?? false
+        let isMeta = meta.map { $0 === ch } ?? false
+        if !isData && !isMeta {
+            // An accepted connection announces what it is.
+            switch p {
+            case .initialData:
+                if data != nil {
+                    if iConnectFirst { ch.close(promise: nil); return }  // keep mine
+                    let old = data; data = nil; sentFeatures = false; old?.close(promise: nil)
+                }
+                data = ch; dataOutgoing = false
+                sendFeatures()
+                if meta == nil { scheduleAttempt(after: .milliseconds(1)) }
+            case .initialMeta:
+                if meta != nil {
+                    if iConnectFirst { ch.close(promise: nil); return }
+                    let old = meta; meta = nil; old?.close(promise: nil)
+                }
+                meta = ch; metaOutgoing = false
+            default:
+                callbacks.log("connection from peer began with \(p.command), expected P_INITIAL_DATA or P_INITIAL_META")
+                ch.close(promise: nil)
+            }
+            progress()
+            return
+        }
+        if isEstablished {
+            callbacks.packet(p, isData ? .data : .meta)
+            return
+        }
+        guard isData else {
+            // The peer finished its handshake first and already pings or acks: keep it for later.
+            pendingEarly.append((p, .meta))
+            return
+        }
+        switch p {
+        case .features(let f):
+            let peerMax = f.protocolMax == 0 ? f.protocolMin : f.protocolMax
+            let mine = ConnectionFeatures.kernel84
+            if mine.protocolMax < f.protocolMin || mine.protocolMin > peerMax {
+                refuse("incompatible DRBD dialects: I support \(mine.protocolMin)-\(mine.protocolMax), peer supports \(f.protocolMin)-\(peerMax)")
+                return
+            }
+            let version = Int(min(mine.protocolMax, peerMax))
+            agreed = (version, mine.featureFlags & f.featureFlags)
+            let fmt: HeaderFormat = version >= 100 ? .h100 : .h80
+            for c in [data, meta].compactMap({ $0 }) { framers[ObjectIdentifier(c)]?.framer.expecting = fmt }
+            callbacks.log("handshake: peer speaks protocol \(f.protocolMin)-\(peerMax), agreed \(version), features 0x\(String(agreed!.features, radix: 16))")
+            if secret != nil { sendChallenge() }
+        case .authChallenge(let c):
+            guard let key = secret, let alg = hmacAlg else {
+                refuse("the peer requires authentication (cram-hmac-alg) but none is configured here")
+                return
+            }
+            if c == myChallenge { refuse("Peer presented the same challenge!"); return }
+            do {
+                let resp = try DigestAlgorithm(named: alg).hmac(key: Array(key.utf8), data: c)
+                write(data!, Packet.authResponse(resp).encode(agreedVersion: agreed?.version ?? 80))
+                sentResponse = true
+            } catch {
+                refuse("cram-hmac-alg \(alg): \(error)")
+                return
+            }
+        case .authResponse(let r):
+            guard let key = secret, let alg = hmacAlg, let mine = myChallenge,
+                  let expected = try? DigestAlgorithm(named: alg).hmac(key: Array(key.utf8), data: mine) else {
+                refuse("unexpected P_AUTH_RESPONSE")
+                return
+            }
+            guard r == expected else { refuse("Authentication of peer failed (wrong shared-secret?)"); return }
+            peerAuthenticated = true
+            callbacks.log("Peer authenticated using \(expected.count) bytes HMAC")
+        default:
+            if secret != nil && !peerAuthenticated {
+                refuse("the peer did not authenticate (no cram-hmac-alg configured on the peer?)")
+                return
+            }
+            pendingEarly.append((p, .data))
+        }
+        progress()
+    }
+
+    /// Parameter packets that arrive after the features but before our meta socket exists.
+    private var pendingEarly: [(Packet, TandemEngine.Socket)] = []
+
+    private func sendChallenge() {
+        var rng = SystemRandomNumberGenerator()
+        let c = (0..<64).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        myChallenge = c
+        write(data!, Packet.authChallenge(c).encode(agreedVersion: agreed?.version ?? 80))
+    }
+
+    private func progress() {
+        guard !isEstablished, data != nil, meta != nil, let a = agreed else { return }
+        let fmt: HeaderFormat = a.version >= 100 ? .h100 : .h80
+        for c in [data, meta].compactMap({ $0 }) { framers[ObjectIdentifier(c)]?.framer.expecting = fmt }
+        if secret != nil && !(peerAuthenticated && sentResponse) { return }
+        isEstablished = true
+        handshakeDeadline?.cancel()
+        resolveConflicts = !metaOutgoing
+        retryTask?.cancel()
+        callbacks.established(a.version, a.features, resolveConflicts)
+        let early = pendingEarly
+        pendingEarly = []
+        for (p, s) in early { callbacks.packet(p, s) }
+    }
+
+    private func refuse(_ why: String) {
+        callbacks.log(why)
+        closeAll(reason: why, notify: false)
+        enabled = false
+        retryTask?.cancel()
+        callbacks.refused(why)
+    }
+
+    private func closed(_ ch: Channel) {
+        framers[ObjectIdentifier(ch)] = nil
+        if ch === data || ch === meta {
+            lostConnection(isEstablished ? "connection closed by peer" : "connection closed during the handshake")
+        }
+    }
+
+    private func lostConnection(_ reason: String) {
+        let was = isEstablished
+        closeAll(reason: reason, notify: was)
+        if enabled { scheduleAttempt(after: retryDelay); retryDelay = min(retryDelay * 2, .seconds(10)) }
+    }
+
+    private func closeAll(reason: String, notify: Bool) {
+        let was = isEstablished
+        isEstablished = false
+        let chans = [data, meta].compactMap { $0 }
+        data = nil; meta = nil
+        sentFeatures = false; agreed = nil; myChallenge = nil; peerAuthenticated = false; sentResponse = false
+        pendingEarly = []
+        handshakeDeadline?.cancel()
+        for c in chans { c.close(promise: nil) }
+        if notify && was { callbacks.lost(reason) }
+    }
+}

@@ -1,0 +1,308 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import TandemAdapters
+import TandemCodecs
+import TandemEngine
+
+/// The node daemon for one resource: owns the backing disk and its meta-data, runs the engine
+/// on one event loop, and connects it to the peer transport, the NBD export, the disk thread
+/// and the control socket. Everything that touches the engine happens on `loop`; everything
+/// that touches the disk happens, in order, on the single disk thread.
+public final class NodeDaemon: @unchecked Sendable {
+    public let plan: ResourcePlan
+    let runDir: String
+    let group: MultiThreadedEventLoopGroup
+    let loop: EventLoop
+    let diskThread: NIOThreadPool
+    let device: FileBlockDevice
+    let store: MetaDataStore
+    var engine: ReplicationEngine
+    var transport: PeerTransport!
+    var nbd: NBDServer?
+    var control: ControlServer?
+    var pendingApp: [UInt64: @Sendable (NBDReply) -> Void] = [:]
+    var pendingAdmin: [UInt64: (String?) -> Void] = [:]
+    var nextID: UInt64 = 1
+    var eventSubscribers: [ObjectIdentifier: (String) -> Void] = [:]
+    var lastStatus: EngineStatus?
+    var lastError: String?
+    var bitmapDirty = false
+    var shuttingDown = false
+    let started = Date()
+    var rateSample: (time: Date, bits: UInt64)?
+    var syncRate: Double?
+    let exitPromise: EventLoopPromise<Void>
+
+    public var controlPath: String { "\(runDir)/\(plan.name).ctl" }
+    public var pidPath: String { "\(runDir)/\(plan.name).pid" }
+
+    public init(plan: ResourcePlan, runDir: String) throws {
+        self.plan = plan
+        self.runDir = runDir
+        do {
+            device = try FileBlockDevice(path: plan.diskPath)
+        } catch { throw ConfigError(nil, "\(plan.diskPath): \(error)") }
+        let (sbBefore, _) = try MetaDataStore.readSuperblock(from: device)
+        let crashed = !sbBefore.isClean
+        store = try MetaDataStore(device: device, alExtents: plan.alExtents)
+        let sb = store.superblock
+        let p = PersistentState(current: sb.currentUUID & ~1, bitmap: sb.bitmapUUID, history0: sb.historyUUIDs.0,
+                                history1: sb.historyUUIDs.1, consistent: sb.flags.contains(.consistent),
+                                wasUpToDate: sb.flags.contains(.wasUpToDate), primary: false,
+                                crashedPrimary: sb.flags.contains(.crashedPrimary) || (crashed && sb.flags.contains(.primaryIndicator)),
+                                peerOutdated: sb.flags.contains(.peerOutdated))
+        engine = ReplicationEngine(settings: plan.settings, sizeSectors: store.layout.dataSectors, persistent: p,
+                                   bitmap: store.bitmap)
+        engine.entropy = UInt64.random(in: 1...UInt64.max)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        loop = group.next()
+        diskThread = NIOThreadPool(numberOfThreads: 1)
+        diskThread.start()
+        exitPromise = loop.makePromise()
+        if crashed { log("meta-data was not cleanly closed: activity log applied\(p.crashedPrimary ? ", node was a crashed primary" : "")") }
+    }
+
+    // MARK: running
+
+    /// Starts everything and blocks until the daemon is taken down.
+    public func run() throws {
+        try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
+        let me = self
+        transport = PeerTransport(
+            loop: loop, me: .init(host: plan.me.host, port: plan.me.port), peer: .init(host: plan.peer.host, port: plan.peer.port),
+            sharedSecret: plan.sharedSecret, cramHmacAlg: plan.cramHmacAlg,
+            callbacks: .init(
+                established: { v, f, rc in me.feed(.linkEstablished(agreedVersion: v, featureFlags: f, resolveConflicts: rc)) },
+                packet: { p, s in me.feed(.packet(p, from: s)) },
+                lost: { why in me.feed(.linkLost(reason: why)) },
+                refused: { why in me.lastError = why; me.log("connection refused: \(why)"); me.feed(.admin(token: 0, .disconnect)) },
+                log: { me.log($0) }))
+        let server = NBDServer(group: group, backend: ExportBackend(daemon: self), log: { me.log($0) })
+        switch plan.export {
+        case .unix(let path, _): try server.listen(unixPath: path)
+        case .tcp(let host, let port, _): try server.listen(host: host, port: port)
+        }
+        nbd = server
+        control = try ControlServer(group: group, path: controlPath, daemon: self)
+        try "\(getpid())\n".write(toFile: pidPath, atomically: true, encoding: .utf8)
+        try transport.start()
+        try loop.submit {
+            self.feed(.admin(token: 0, .connect))
+            self.loop.scheduleRepeatedTask(initialDelay: .milliseconds(20), delay: .milliseconds(20)) { _ in
+                self.feed(.tick(nowMs: UInt64(Date().timeIntervalSince(self.started) * 1000)))
+            }
+            self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in self.periodic() }
+        }.wait()
+        log("up: \(plan.name) on \(plan.node), disk \(plan.diskPath) (\(store.layout.dataSectors / 2) KiB), export \(plan.export.uri), protocol \(["?", "A", "B", "C"][Int(plan.settings.wireProtocol)])")
+        let signals = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+        signal(SIGTERM, SIG_IGN)
+        signals.setEventHandler { me.loop.execute { me.shutdown { _ in } } }
+        signals.resume()
+        let intSignals = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        signal(SIGINT, SIG_IGN)
+        intSignals.setEventHandler { me.loop.execute { me.shutdown { _ in } } }
+        intSignals.resume()
+        try exitPromise.futureResult.wait()
+        try? group.syncShutdownGracefully()
+        try? diskThread.syncShutdownGracefully()
+    }
+
+    func log(_ s: String) {
+        let line = "\(ISO8601DateFormatter().string(from: Date())) \(plan.name): \(s)"
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+        let ev: [String: Any] = ["type": "log", "resource": plan.name, "message": s]
+        if let d = try? JSONSerialization.data(withJSONObject: ev, options: [.sortedKeys]) {
+            let l = String(decoding: d, as: UTF8.self)
+            for (_, sub) in eventSubscribers { sub(l) }
+        }
+    }
+
+    /// Feeds the engine (on the loop) and carries out what it asks.
+    func feed(_ event: EngineEvent) {
+        loop.preconditionInEventLoop()
+        let actions = engine.handle(event)
+        for a in actions { perform(a) }
+        let st = engine.status
+        if st.connection == .standAlone { transport.disable(reason: "StandAlone") }
+        if st != lastStatus {
+            if let old = lastStatus, old.connection != st.connection || old.role != st.role || old.disk != st.disk
+                || old.peerDisk != st.peerDisk || old.peerRole != st.peerRole {
+                log("state: \(st.role)/\(st.peerRole) \(st.connection) \(st.disk)/\(st.peerDisk)")
+            }
+            lastStatus = st
+            let line = report().jsonLine
+            for (_, sub) in eventSubscribers { sub(line.replacingOccurrences(of: "{", with: "{\"type\":\"change\",", options: [], range: line.startIndex..<line.index(after: line.startIndex))) }
+        }
+    }
+
+    func perform(_ a: EngineAction) {
+        switch a {
+        case .send(let p, let s): transport.send(p, on: s)
+        case .activateExtents(let e):
+            let store = self.store
+            onDisk { try store.makeHot(e) }.whenFailure { err in self.log("activity log write failed: \(err)") }
+        case .disk(let token, let op):
+            let device = self.device
+            diskThread.runIfActive(eventLoop: loop) { () -> DiskResult in
+                do {
+                    switch op {
+                    case .write(let o, let d, let fua):
+                        try device.write(d, at: o)
+                        if fua { try device.flush() }
+                        return .ok
+                    case .zero(let o, let l, let discard):
+                        if discard { try device.discard(at: o, length: l) } else { try device.writeZeroes(at: o, length: l) }
+                        return .ok
+                    case .read(let o, let l): return .data(try device.read(at: o, count: l))
+                    case .flush: try device.flush(); return .ok
+                    }
+                } catch { return .failed("\(error)") }
+            }.whenComplete { r in
+                switch r {
+                case .success(let res): self.feed(.diskDone(token: token, result: res))
+                case .failure(let e): self.feed(.diskDone(token: token, result: .failed("\(e)")))
+                }
+            }
+        case .completeApp(let id, let error):
+            pendingApp.removeValue(forKey: id)?(NBDReply(error: error == nil ? 0 : NBDProtocol.eIO))
+            if let error { log("I/O error: \(error)") }
+        case .bitmapChanged(let r, let set):
+            let store = self.store
+            onDisk { if set { store.setBits(r) } else { store.clearBits(r) } }
+            if set && r.count > 1024 { flushBitmap() } else { bitmapDirty = true }
+        case .persist(let p):
+            let store = self.store
+            onDisk {
+                try store.updateSuperblock { sb in
+                    sb.currentUUID = p.current; sb.bitmapUUID = p.bitmap; sb.historyUUIDs = (p.history0, p.history1)
+                    func flag(_ f: MetaDataFlags, _ on: Bool) { if on { sb.flags.insert(f) } else { sb.flags.remove(f) } }
+                    flag(.consistent, p.consistent); flag(.wasUpToDate, p.wasUpToDate); flag(.primaryIndicator, p.primary)
+                    flag(.crashedPrimary, p.crashedPrimary); flag(.peerOutdated, p.peerOutdated)
+                    sb.lastAgreedSizeSectors = store.layout.dataSectors
+                }
+            }.whenFailure { err in self.log("meta-data write failed: \(err)") }
+        case .dropLink(let reason):
+            transport.drop(reason: reason)
+        case .adminDone(let token, let error):
+            pendingAdmin.removeValue(forKey: token)?(error)
+        case .log(let s): log(s)
+        }
+    }
+
+    @discardableResult
+    func onDisk(_ body: @escaping @Sendable () throws -> Void) -> EventLoopFuture<Void> {
+        diskThread.runIfActive(eventLoop: loop, body)
+    }
+
+    func flushBitmap() {
+        bitmapDirty = false
+        let store = self.store
+        onDisk { try store.flushBitmap() }.whenFailure { e in self.log("bitmap write failed: \(e)") }
+    }
+
+    func periodic() {
+        if bitmapDirty { flushBitmap() }
+        let st = engine.status
+        if st.connection.isSyncing {
+            let now = Date()
+            if let s = rateSample, s.bits >= st.outOfSyncBits {
+                let dt = now.timeIntervalSince(s.time)
+                if dt > 0 { syncRate = Double(s.bits - st.outOfSyncBits) * 4096 / dt }
+            }
+            rateSample = (now, st.outOfSyncBits)
+        } else {
+            rateSample = nil; syncRate = nil
+        }
+    }
+
+    public func report() -> StatusReport {
+        StatusReport(resource: plan.name, peerName: plan.peerName, status: engine.status, export: plan.export.uri,
+                     syncRate: syncRate, lastError: lastError)
+    }
+
+    // MARK: verbs from the control socket (on the loop)
+
+    func admin(_ cmd: AdminCommand, done: @escaping (String?) -> Void) {
+        let token = nextID
+        nextID += 1
+        pendingAdmin[token] = done
+        if cmd == .connect { lastError = nil; transport.enable() }
+        feed(.admin(token: token, cmd))
+    }
+
+    /// `down`: stop taking I/O, wait until in-flight writes are acknowledged by the peer (or
+    /// the peer is gone, at most 10 s), close the meta-data cleanly, remove the sockets, exit.
+    func shutdown(done: @escaping (String?) -> Void) {
+        guard !shuttingDown else { done(nil); return }
+        shuttingDown = true
+        log("going down")
+        let deadline = loop.scheduleTask(in: .seconds(10)) {
+            self.log("peer did not acknowledge in-flight writes in time; marking them out of sync")
+            self.transport.disable(reason: "down")
+            self.feed(.linkLost(reason: "down"))
+        }
+        admin(.drain) { _ in
+            deadline.cancel()
+            self.transport.stop()
+            self.nbd?.close()
+            let store = self.store, device = self.device
+            self.onDisk {
+                try device.flush()
+                try store.close()
+                device.close()
+            }.whenComplete { r in
+                if case .failure(let e) = r { self.log("closing meta-data failed: \(e)") } else { self.log("meta-data marked clean") }
+                self.control?.close()
+                try? FileManager.default.removeItem(atPath: self.pidPath)
+                if case .unix(let p, _) = self.plan.export { try? FileManager.default.removeItem(atPath: p) }
+                done(nil)
+                self.loop.scheduleTask(in: .milliseconds(50)) { self.exitPromise.succeed(()) }
+            }
+        }
+    }
+}
+
+/// The NBD export's view of the daemon: reads go to the local disk (in order with writes, on
+/// the disk thread); writes, trims and flushes go through the engine.
+final class ExportBackend: NBDBackend, @unchecked Sendable {
+    unowned let daemon: NodeDaemon
+    init(daemon: NodeDaemon) { self.daemon = daemon }
+    var exportName: String { daemon.plan.export.name }
+    var sizeBytes: UInt64 { daemon.store.layout.dataBytes }
+    var writable: Bool { daemon.lastStatus?.role == .primary }
+
+    func handle(_ request: NBDRequest, reply: @escaping @Sendable (NBDReply) -> Void) {
+        let d = daemon
+        d.loop.execute {
+            if d.shuttingDown { reply(NBDReply(error: NBDProtocol.eShutdown)); return }
+            let st = d.engine.status
+            switch request.command {
+            case .read:
+                guard st.disk == .upToDate else { reply(NBDReply(error: NBDProtocol.eIO)); return }
+                let device = d.device
+                d.diskThread.runIfActive(eventLoop: d.loop) { try device.read(at: request.offset, count: Int(request.length)) }
+                    .whenComplete { r in
+                        switch r {
+                        case .success(let data): reply(NBDReply(data: data))
+                        case .failure: reply(NBDReply(error: NBDProtocol.eIO))
+                        }
+                    }
+                return
+            default: break
+            }
+            guard st.role == .primary else { reply(NBDReply(error: NBDProtocol.ePerm)); return }
+            let id = d.nextID
+            d.nextID += 1
+            d.pendingApp[id] = reply
+            switch request.command {
+            case .write: d.feed(.appWrite(id: id, offset: request.offset, data: request.data, fua: request.fua))
+            case .trim: d.feed(.appZero(id: id, offset: request.offset, length: UInt64(request.length), discard: true, fua: request.fua))
+            case .writeZeroes:
+                d.feed(.appZero(id: id, offset: request.offset, length: UInt64(request.length), discard: !request.noHole && false, fua: request.fua))
+            case .flush: d.feed(.appFlush(id: id))
+            default: d.pendingApp[id] = nil; reply(NBDReply(error: NBDProtocol.eInval))
+            }
+        }
+    }
+}

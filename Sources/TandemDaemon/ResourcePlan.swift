@@ -1,0 +1,140 @@
+import Foundation
+import TandemCodecs
+import TandemEngine
+
+/// Where the replicated device is exported over NBD, from the `device` line of `on NODE`.
+public enum ExportTarget: Equatable, Sendable {
+    case unix(path: String, name: String)
+    case tcp(host: String, port: Int, name: String)
+
+    public var name: String {
+        switch self { case .unix(_, let n), .tcp(_, _, let n): n }
+    }
+
+    /// The URI an NBD client uses (qemu-io, nbdcopy, nbdinfo, fio).
+    public var uri: String {
+        switch self {
+        case .unix(let p, let n): "nbd+unix:///\(n)?socket=\(p)"
+        case .tcp(let h, let port, let n): "nbd://\(h):\(port)/\(n)"
+        }
+    }
+
+    /// Parses an NBD URI or a DRBD device path. `/dev/drbdN` means the default export: a Unix
+    /// socket `RUN/RES.nbd` named after the resource.
+    public static func parse(_ device: String?, resource: String, runDir: String) throws -> ExportTarget {
+        guard let d = device, !d.isEmpty, !d.hasPrefix("/dev/drbd") else {
+            return .unix(path: "\(runDir)/\(resource).nbd", name: resource)
+        }
+        if d.hasPrefix("/dev/nbd") {
+            throw ConfigError(nil, "device \(d): attaching the kernel NBD client is not available in this build; use an nbd:// or nbd+unix:// URI")
+        }
+        guard let u = URLComponents(string: d), let scheme = u.scheme else {
+            throw ConfigError(nil, "device \(d): not an NBD URI (nbd://HOST:PORT/NAME or nbd+unix:///NAME?socket=PATH)")
+        }
+        let name = String(u.path.drop(while: { $0 == "/" }))
+        switch scheme {
+        case "nbd+unix":
+            guard let sock = u.queryItems?.first(where: { $0.name == "socket" })?.value, !sock.isEmpty else {
+                throw ConfigError(nil, "device \(d): nbd+unix URI needs ?socket=PATH")
+            }
+            return .unix(path: sock, name: name.isEmpty ? resource : name)
+        case "nbd":
+            return .tcp(host: u.host ?? "127.0.0.1", port: u.port ?? 10809, name: name.isEmpty ? resource : name)
+        default:
+            throw ConfigError(nil, "device \(d): scheme \(scheme) is not supported (nbd, nbd+unix)")
+        }
+    }
+}
+
+/// Everything the daemon needs from the resource file for one resource on this node.
+public struct ResourcePlan: Sendable {
+    public var name: String
+    public var node: String
+    public var diskPath: String
+    public var export: ExportTarget
+    public var me: (host: String, port: Int)
+    public var peer: (host: String, port: Int)
+    public var peerName: String
+    public var sharedSecret: String?
+    public var cramHmacAlg: String?
+    public var settings: EngineSettings
+    public var alExtents: Int
+
+    public init(_ local: LocalResource, runDir: String) throws {
+        let r = local.resource, c = local.config
+        name = r.name
+        node = local.node
+        diskPath = local.diskPath
+        guard local.volume.metaDisk == .internal else { throw ConfigError(nil, "\(r.name): only 'meta-disk internal' is supported") }
+        export = try ExportTarget.parse(local.volume.device?.path, resource: r.name, runDir: runDir)
+        guard let myAddr = local.host.address else { throw ConfigError(nil, "\(r.name): no address for \(local.node)") }
+        let peers = r.peers(of: local.node)
+        guard peers.count == 1, let p = peers.first, let peerAddr = p.address else {
+            throw ConfigError(nil, "\(r.name): exactly one peer with an address is needed (found \(peers.count))")
+        }
+        me = (myAddr.host, Int(myAddr.port))
+        peer = (peerAddr.host, Int(peerAddr.port))
+        peerName = p.names.first ?? "peer"
+        func v(_ n: String, _ s: String) -> String? { c.effectiveValue(n, in: s, resource: r) }
+        var st = EngineSettings()
+        switch v("protocol", "net")?.uppercased() ?? "C" {
+        case "A": st.wireProtocol = 1
+        case "B": st.wireProtocol = 2
+        default: st.wireProtocol = 3
+        }
+        sharedSecret = v("shared-secret", "net")
+        cramHmacAlg = v("cram-hmac-alg", "net")
+        if (sharedSecret == nil) != (cramHmacAlg == nil) {
+            throw ConfigError(nil, "\(r.name): cram-hmac-alg and shared-secret must be set together")
+        }
+        if let alg = cramHmacAlg { _ = try DigestAlgorithm(named: alg) }
+        if let ia = v("data-integrity-alg", "net"), !ia.isEmpty {
+            throw ConfigError(nil, "\(r.name): data-integrity-alg is not supported yet")
+        }
+        func policy(_ n: String) throws -> UInt32 {
+            let names = ["disconnect", "discard-younger-primary", "discard-older-primary", "discard-zero-changes",
+                         "discard-least-changes", "discard-local", "discard-remote", "consensus", "discard-secondary",
+                         "call-pri-lost-after-sb", "violently-as0p"]
+            let val = v(n, "net") ?? "disconnect"
+            guard let i = names.firstIndex(of: val) else { throw ConfigError(nil, "\(r.name): unknown \(n) policy \(val)") }
+            return UInt32(i)
+        }
+        st.afterSB0p = try policy("after-sb-0pri")
+        st.afterSB1p = try policy("after-sb-1pri")
+        st.afterSB2p = try policy("after-sb-2pri")
+        st.discardMyData = v("discard-my-data", "net") == "yes"
+        st.verifyAlg = v("verify-alg", "net") ?? ""
+        st.csumsAlg = v("csums-alg", "net") ?? ""
+        st.resyncRateKiB = UInt32(Self.kib(v("resync-rate", "disk")) ?? 250)
+        st.cPlanAhead = UInt32(v("c-plan-ahead", "disk").flatMap { UInt32($0) } ?? 20)
+        st.cDelayTarget = UInt32(v("c-delay-target", "disk").flatMap { UInt32($0) } ?? 10)
+        st.cFillTarget = UInt32(Self.sectors(v("c-fill-target", "disk")) ?? 100)
+        st.cMaxRateKiB = UInt32(Self.kib(v("c-max-rate", "disk")) ?? 102_400)
+        st.maxEpochSize = Int(v("max-epoch-size", "net") ?? "") ?? 2048
+        st.pingIntervalMs = UInt64(v("ping-int", "net").flatMap { UInt64($0) } ?? 10) * 1000
+        st.pingTimeoutMs = UInt64(v("ping-timeout", "net").flatMap { UInt64($0) } ?? 5) * 100
+        let timeout = UInt64(v("timeout", "net").flatMap { UInt64($0) } ?? 60) * 100
+        let ko = UInt64(v("ko-count", "net").flatMap { UInt64($0) } ?? 7)
+        st.requestTimeoutMs = max(timeout * max(ko, 1), 1000)
+        settings = st
+        alExtents = Int(v("al-extents", "disk") ?? "") ?? 1237
+    }
+
+    /// A rate in KiB/s from DRBD's unit syntax (plain numbers are KiB; k, M, G suffixes).
+    static func kib(_ s: String?) -> UInt64? {
+        guard let s, !s.isEmpty else { return nil }
+        let last = s.last!
+        let mult: UInt64 = switch last { case "k", "K": 1; case "m", "M": 1024; case "g", "G": 1024 * 1024; default: 1 }
+        let digits = last.isLetter ? String(s.dropLast()) : s
+        return UInt64(digits).map { $0 * mult }
+    }
+
+    /// A size in sectors (plain numbers are sectors; k, M, G suffixes are bytes).
+    static func sectors(_ s: String?) -> UInt64? {
+        guard let s, !s.isEmpty else { return nil }
+        let last = s.last!
+        guard last.isLetter else { return UInt64(s) }
+        let mult: UInt64 = switch last { case "k", "K": 2; case "m", "M": 2048; case "g", "G": 2048 * 1024; default: 1 }
+        return UInt64(s.dropLast()).map { $0 * mult }
+    }
+}

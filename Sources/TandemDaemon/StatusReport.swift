@@ -1,0 +1,79 @@
+import Foundation
+import TandemCodecs
+import TandemEngine
+
+/// The status of a resource in the two shapes `tandem status` prints: DRBD's text layout and
+/// one JSON object with DRBD's spellings.
+public struct StatusReport: Sendable {
+    public var resource: String
+    public var peerName: String
+    public var status: EngineStatus
+    public var export: String
+    /// Resync progress: bytes per second over the last interval and the estimated seconds left.
+    public var syncRate: Double?
+    public var lastError: String?
+
+    public init(resource: String, peerName: String, status: EngineStatus, export: String, syncRate: Double?, lastError: String?) {
+        self.resource = resource; self.peerName = peerName; self.status = status; self.export = export
+        self.syncRate = syncRate; self.lastError = lastError
+    }
+
+    public var outOfSyncKiB: UInt64 { status.outOfSyncBits * 4 }
+
+    /// Percentage of the resync done, when one runs.
+    public var done: Double? {
+        guard status.connection.isSyncing || [.wfBitMapS, .wfBitMapT, .wfSyncUUID].contains(status.connection),
+              status.resyncTotalBits > 0 else { return nil }
+        let left = min(status.outOfSyncBits, status.resyncTotalBits)
+        return 100.0 * Double(status.resyncTotalBits - left) / Double(status.resyncTotalBits)
+    }
+
+    public var etaSeconds: Double? {
+        guard done != nil, let r = syncRate, r > 0 else { return nil }
+        return Double(outOfSyncKiB * 1024) / r
+    }
+
+    public var json: [String: Any] {
+        var o: [String: Any] = [
+            "resource": resource, "role": "\(status.role)", "disk": "\(status.disk)",
+            "connection": "\(status.connection)", "peer": peerName, "peer-role": "\(status.peerRole)",
+            "peer-disk": "\(status.peerDisk)", "out-of-sync-kib": outOfSyncKiB,
+            "protocol": ["?", "A", "B", "C"][Int(min(status.wireProtocol, 3))], "export": export,
+            "writes-in-flight": status.writesInFlight,
+            "uuids": [Hex.upper(status.uuids.current, digits: 16), Hex.upper(status.uuids.bitmap, digits: 16),
+                      Hex.upper(status.uuids.history0, digits: 16), Hex.upper(status.uuids.history1, digits: 16)],
+        ]
+        if let d = done { o["done"] = (d * 100).rounded() / 100 }
+        if let r = syncRate { o["sync-rate-kib"] = Int(r / 1024) }
+        if let e = etaSeconds { o["eta-seconds"] = Int(e.rounded(.up)) }
+        if let e = lastError ?? status.lastError { o["last-error"] = e }
+        return o
+    }
+
+    public var jsonLine: String {
+        let data = try! JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The `drbdadm status` layout.
+    public var text: String {
+        var s = "\(resource) role:\(status.role)\n  disk:\(status.disk)\n"
+        s += "  \(peerName) connection:\(status.connection) role:\(status.peerRole)\n"
+        s += "    peer-disk:\(status.peerDisk)"
+        if let d = done {
+            s += String(format: " done:%.2f", d)
+            if let r = syncRate { s += " rate:\(StatusReport.rate(r))" }
+            if let e = etaSeconds { s += " eta:\(Int(e.rounded(.up)))s" }
+        }
+        if outOfSyncKiB > 0 { s += " out-of-sync:\(outOfSyncKiB)k" }
+        s += "\n"
+        if let e = lastError ?? status.lastError, status.connection != .connected && !status.connection.isSyncing {
+            s += "  last-error: \(e)\n"
+        }
+        return s
+    }
+
+    static func rate(_ bytesPerSecond: Double) -> String {
+        bytesPerSecond >= 1_048_576 ? String(format: "%.1fMiB/s", bytesPerSecond / 1048576) : String(format: "%.0fKiB/s", bytesPerSecond / 1024)
+    }
+}

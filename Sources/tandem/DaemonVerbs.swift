@@ -1,0 +1,166 @@
+import ArgumentParser
+import Foundation
+import TandemDaemon
+
+/// The resource argument shared by the daemon verbs.
+struct ResourceArguments: ParsableArguments {
+    @OptionGroup var globals: GlobalOptions
+    @Argument(help: "Resource name.") var resource: String
+
+    func plan() throws -> ResourcePlan {
+        do {
+            let config = try ConfigLoader.load(path: globals.config)
+            let local = try LocalResource(config: config, name: resource, node: globals.nodeName)
+            return try ResourcePlan(local, runDir: RuntimePaths.runDirectory)
+        } catch let f as VerbFailure { throw f } catch { throw VerbFailure("\(error)") }
+    }
+
+    /// A connection to the running daemon, or a failure saying it is not up.
+    func client() throws -> ControlClient {
+        guard let c = ControlClient(path: ControlClient.path(resource)) else {
+            throw VerbFailure("\(resource): not up (no daemon answers on \(ControlClient.path(resource)))")
+        }
+        return c
+    }
+}
+
+struct Up: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "up", abstract: "Start the node daemon: attach the disk, listen and connect to the peer, export the device over NBD.")
+    @OptionGroup var arguments: ResourceArguments
+    @Flag(help: "Run the daemon in this process instead of in the background.") var foreground = false
+
+    func run() throws {
+        let plan = try arguments.plan()
+        let runDir = RuntimePaths.runDirectory
+        if ControlClient(path: ControlClient.path(plan.name)).flatMap({ try? $0.request(["verb": "status"]) }) != nil {
+            print("\(plan.name): already up")
+            return
+        }
+        if foreground {
+            do {
+                let daemon = try NodeDaemon(plan: plan, runDir: runDir)
+                try daemon.run()
+            } catch { throw VerbFailure("\(plan.name): \(error)") }
+            return
+        }
+        try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
+        let logPath = "\(runDir)/\(plan.name).log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        guard let log = FileHandle(forWritingAtPath: logPath) else { throw VerbFailure("cannot write \(logPath)") }
+        log.seekToEndOfFile()
+        let logStart = log.offsetInFile
+        // Re-execute ourselves in a new session (never fork() in a process that has threads).
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+        p.arguments = [CommandLine.executablePath, "up", "--foreground", "-c", arguments.globals.config,
+                       "--node", arguments.globals.nodeName, plan.name]
+        p.standardInput = FileHandle.nullDevice
+        p.standardOutput = log
+        p.standardError = log
+        try p.run()
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let c = ControlClient(path: ControlClient.path(plan.name)), (try? c.request(["verb": "status"])) != nil { return }
+            if !p.isRunning {
+                let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+                let tail = String(text.utf8.dropFirst(Int(logStart))).flatMap { $0 } ?? text
+                let last = tail.split(separator: "\n").last.map(String.init) ?? "exit status \(p.terminationStatus)"
+                throw VerbFailure("\(plan.name): the daemon did not start: \(last.replacingOccurrences(of: "tandem: ", with: ""))")
+            }
+            usleep(50_000)
+        }
+        throw VerbFailure("\(plan.name): the daemon did not answer within 30 s (see \(logPath))")
+    }
+}
+
+extension CommandLine {
+    static var executablePath: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+}
+
+struct Down: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "down", abstract: "Drain in-flight writes, mark the meta-data clean and stop the daemon.")
+    @OptionGroup var arguments: ResourceArguments
+
+    func run() throws {
+        let path = ControlClient.path(arguments.resource)
+        guard let c = ControlClient(path: path) else { return }  // already down
+        let pidText = try? String(contentsOfFile: "\(RuntimePaths.runDirectory)/\(arguments.resource).pid", encoding: .utf8)
+        _ = try c.request(["verb": "down"])
+        let pid = pidText.flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let alive = pid.map { kill($0, 0) == 0 } ?? false
+            if !alive && !FileManager.default.fileExists(atPath: path) { return }
+            usleep(20_000)
+        }
+        throw VerbFailure("\(arguments.resource): the daemon did not exit within 30 s")
+    }
+}
+
+struct Primary: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "primary", abstract: "Become Primary; --force makes this disk UpToDate and starts the initial full sync.")
+    @OptionGroup var arguments: ResourceArguments
+    @Flag(help: "Promote even if the local disk is not UpToDate (initial sync source).") var force = false
+    func run() throws { _ = try arguments.client().request(["verb": "primary", "force": force]) }
+}
+
+struct Secondary: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "secondary", abstract: "Become Secondary.")
+    @OptionGroup var arguments: ResourceArguments
+    func run() throws { _ = try arguments.client().request(["verb": "secondary"]) }
+}
+
+struct Connect: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "connect", abstract: "Connect to the peer (leave StandAlone).")
+    @OptionGroup var arguments: ResourceArguments
+    func run() throws { _ = try arguments.client().request(["verb": "connect"]) }
+}
+
+struct Disconnect: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "disconnect", abstract: "Drop the connection to the peer and stay StandAlone.")
+    @OptionGroup var arguments: ResourceArguments
+    func run() throws { _ = try arguments.client().request(["verb": "disconnect"]) }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show role, disk and connection states (drbdadm status layout); --json for machines.")
+    @OptionGroup var arguments: ResourceArguments
+    @Flag(help: "One JSON object.") var json = false
+
+    func run() throws {
+        var r = try arguments.client().request(["verb": "status"])
+        r["ok"] = nil
+        if json {
+            let d = try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys])
+            print(String(decoding: d, as: UTF8.self))
+            return
+        }
+        func s(_ k: String) -> String { (r[k] as? String) ?? "?" }
+        var out = "\(s("resource")) role:\(s("role"))\n  disk:\(s("disk"))\n"
+        out += "  \(s("peer")) connection:\(s("connection")) role:\(s("peer-role"))\n    peer-disk:\(s("peer-disk"))"
+        if let d = r["done"] as? Double { out += String(format: " done:%.2f", d) }
+        if let rate = r["sync-rate-kib"] as? Int { out += " rate:\(rate)KiB/s" }
+        if let eta = r["eta-seconds"] as? Int { out += " eta:\(eta)s" }
+        if let oos = r["out-of-sync-kib"] as? Int, oos > 0 { out += " out-of-sync:\(oos)k" }
+        if let e = r["last-error"] as? String { out += "\n  last-error: \(e)" }
+        print(out)
+    }
+}
+
+struct Events: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "Stream state changes and log lines, one JSON object a line.")
+    @OptionGroup var arguments: ResourceArguments
+
+    func run() throws {
+        let c = try arguments.client()
+        try c.send(["verb": "events"])
+        while let obj = c.receive() {
+            var o = obj
+            o["ok"] = nil
+            let d = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
+            FileHandle.standardOutput.write(d + Data("\n".utf8))
+        }
+    }
+}
