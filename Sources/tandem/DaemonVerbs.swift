@@ -37,6 +37,13 @@ struct Up: ParsableCommand {
             return
         }
         if foreground {
+            // The daemon stops on SIGTERM/SIGINT: make sure neither is blocked (a blocked mask
+            // is inherited from whoever started us) before any thread exists.
+            var set = sigset_t()
+            sigemptyset(&set)
+            sigaddset(&set, SIGTERM)
+            sigaddset(&set, SIGINT)
+            sigprocmask(SIG_UNBLOCK, &set, nil)
             do {
                 let daemon = try NodeDaemon(plan: plan, runDir: runDir)
                 try daemon.run()

@@ -84,8 +84,22 @@ import Testing
         #expect(r.status != 0 && r.err == "tandem: /nonexistent/disk.img: no such file or device\n")
     }
 
+    @Test func daemonVerbsFailWithOneLine() throws {
+        let missingDisk = Tools.config(disk: "/nonexistent/disk.img")
+        defer { unlink(missingDisk) }
+        let run = NSTemporaryDirectory() + "tandem-run-\(UUID().uuidString.prefix(8))"
+        let up = try Tools.run(Tools.tandem, ["-c", missingDisk, "--node", "alpha", "up", "r0"], env: ["TANDEM_RUN_DIR": run])
+        #expect(up.status != 0)
+        #expect(up.err.hasPrefix("tandem: r0: the daemon did not start:") && up.err.contains("/nonexistent/disk.img"), "\(up.err)")
+        #expect(up.err.split(separator: "\n").count == 1)
+        let st = try Tools.run(Tools.tandem, ["-c", missingDisk, "--node", "alpha", "status", "r0"], env: ["TANDEM_RUN_DIR": run])
+        #expect(st.status != 0 && st.err.contains("r0: not up"))
+        let down = try Tools.run(Tools.tandem, ["-c", missingDisk, "--node", "alpha", "down", "r0"], env: ["TANDEM_RUN_DIR": run])
+        #expect(down.status == 0, "down of a resource that is not up is a no-op")
+    }
+
     @Test func plannedVerbsSaySo() throws {
-        let r = try Tools.tandem("up", "r0")
+        let r = try Tools.tandem("verify", "r0")
         #expect(r.status != 0 && r.err.contains("planned but not available"))
         let help = try Tools.tandem("--help")
         for verb in ["create-md", "dump-md", "get-gi", "show-gi", "wipe-md", "dump", "up", "down", "primary", "status", "resync", "restore", "snapshot"] {

@@ -36,6 +36,19 @@ enum Tools {
         return Result(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
     }
 
+    /// Starts a long-running program with no signals blocked (test threads block some, and a
+    /// child inherits the mask), so it can be stopped with SIGTERM.
+    static func spawn(_ exe: String, _ args: [String]) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])", exe] + args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
     static func drbdmeta(_ disk: String, _ args: String...) throws -> Result {
         try run("/usr/sbin/drbdmeta", ["--force", "0", "v08", disk, "internal"] + args)
     }

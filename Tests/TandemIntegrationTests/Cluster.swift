@@ -1,0 +1,127 @@
+import Foundation
+import Testing
+
+/// Two real Tandem daemons (alpha and beta) on loopback with file-backed disks, each with its
+/// own runtime folder, as an operator would run them on two machines.
+final class Cluster {
+    let dir: String
+    let ports: (Int, Int)
+    let size: Int
+    var nodes: [String] { ["alpha", "beta"] }
+
+    struct Options {
+        var wireProtocol = "C"
+        var size = 256 << 20
+        var secrets: (String, String)?
+        var protocols: (String, String)?
+    }
+
+    init(_ o: Options = Options()) throws {
+        dir = NSTemporaryDirectory() + "tandem-cluster-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let base = 20000 + Int.random(in: 0..<20000) * 2
+        ports = (base, base + 1)
+        size = o.size
+        for n in ["alpha", "beta"] {
+            FileManager.default.createFile(atPath: "\(dir)/\(n).img", contents: nil)
+            truncate("\(dir)/\(n).img", off_t(o.size))
+        }
+        func resourceFile(_ proto: String, _ secret: String?) -> String {
+            let net = secret.map { "net { protocol \(proto); cram-hmac-alg sha256; shared-secret \"\($0)\"; }" } ?? "net { protocol \(proto); }"
+            return """
+                resource r0 {
+                  \(net)
+                  on alpha { device "nbd+unix:///r0?socket=\(dir)/alpha.nbd"; disk \(dir)/alpha.img; address 127.0.0.1:\(ports.0); meta-disk internal; }
+                  on beta { device "nbd+unix:///r0?socket=\(dir)/beta.nbd"; disk \(dir)/beta.img; address 127.0.0.1:\(ports.1); meta-disk internal; }
+                }
+                """
+        }
+        // One file per node, so tests can give the two nodes different settings.
+        for (i, n) in ["alpha", "beta"].enumerated() {
+            let proto = o.protocols.map { i == 0 ? $0.0 : $0.1 } ?? o.wireProtocol
+            let secret = o.secrets.map { i == 0 ? $0.0 : $0.1 }
+            FileManager.default.createFile(atPath: "\(dir)/\(n).conf", contents: Data(resourceFile(proto, secret).utf8))
+        }
+        for n in nodes {
+            let r = try tandem(n, "create-md", "--force", "r0")
+            guard r.status == 0 else { throw TestFailure("create-md \(n): \(r.err)") }
+        }
+    }
+
+    func runDir(_ node: String) -> String { "\(dir)/run-\(node)" }
+    func disk(_ node: String) -> String { "\(dir)/\(node).img" }
+    func uri(_ node: String) -> String { "nbd+unix:///r0?socket=\(dir)/\(node).nbd" }
+
+    @discardableResult
+    func tandem(_ node: String, _ args: String...) throws -> Tools.Result {
+        try Tools.run(Tools.tandem, ["-c", "\(dir)/\(node).conf", "--node", node] + args, env: ["TANDEM_RUN_DIR": runDir(node)])
+    }
+
+    func status(_ node: String) throws -> [String: Any] {
+        let r = try tandem(node, "status", "--json", "r0")
+        guard r.status == 0, let o = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any] else {
+            throw TestFailure("status \(node): \(r.err)")
+        }
+        return o
+    }
+
+    func up(_ node: String) throws {
+        let r = try tandem(node, "up", "r0")
+        guard r.status == 0 else { throw TestFailure("up \(node): \(r.err)") }
+    }
+
+    func down(_ node: String) { _ = try? tandem(node, "down", "r0") }
+
+    /// Polls until `check` holds for the node's status.
+    func wait(_ node: String, timeout: Double = 60, _ what: String, _ check: ([String: Any]) -> Bool) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last: [String: Any] = [:]
+        while Date() < deadline {
+            if let s = try? status(node) { last = s; if check(s) { return } }
+            usleep(100_000)
+        }
+        throw TestFailure("\(node): timed out waiting for \(what); last status \(last)")
+    }
+
+    func waitInSync(timeout: Double = 120) throws {
+        for n in nodes {
+            try wait(n, timeout: timeout, "Connected UpToDate/UpToDate") { s in
+                s["connection"] as? String == "Connected" && s["disk"] as? String == "UpToDate"
+                    && s["peer-disk"] as? String == "UpToDate" && (s["writes-in-flight"] as? Int ?? 1) == 0
+            }
+        }
+    }
+
+    /// Both daemons up, alpha forced primary, initial full sync done.
+    func start() throws {
+        for n in nodes { try up(n) }
+        try wait("alpha", "connected", { $0["connection"] as? String == "Connected" })
+        let r = try tandem("alpha", "primary", "--force", "r0")
+        guard r.status == 0 else { throw TestFailure("primary --force: \(r.err)") }
+        try waitInSync()
+    }
+
+    var exportSize: Int { get throws {
+        let r = try Tools.run("/usr/bin/nbdinfo", ["--size", uri("alpha")])
+        guard let n = Int(r.out.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw TestFailure("nbdinfo: \(r.err)") }
+        return n
+    } }
+
+    /// sha256 of the first `bytes` of a node's disk (its data area; meta-data excluded).
+    func dataHash(_ node: String, bytes: Int) throws -> String {
+        let r = try Tools.run("/bin/sh", ["-c", "head -c \(bytes) \(disk(node)) | sha256sum"])
+        return String(r.out.prefix(64))
+    }
+
+    func pid(_ node: String) -> Int32? {
+        (try? String(contentsOfFile: "\(runDir(node))/r0.pid", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    func log(_ node: String) -> String { (try? String(contentsOfFile: "\(runDir(node))/r0.log", encoding: .utf8)) ?? "" }
+
+    func shutdown() {
+        for n in nodes { down(n) }
+        for n in nodes { if let p = pid(n) { kill(p, SIGKILL) } }
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}

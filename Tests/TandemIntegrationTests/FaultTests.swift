@@ -1,0 +1,95 @@
+import Foundation
+import Testing
+
+/// Misconfiguration and misbehaving peers: clear errors in status and logs, no crash, no
+/// acknowledged write lost.
+@Suite(.serialized) struct FaultTests {
+    @Test func wrongSharedSecretIsRefusedOnBothSides() throws {
+        let c = try Cluster(.init(size: 8 << 20, secrets: ("right-secret", "wrong-secret")))
+        defer { c.shutdown() }
+        for n in c.nodes { try c.up(n) }
+        for n in c.nodes {
+            try c.wait(n, timeout: 20, "a refused connection") { s in
+                s["connection"] as? String == "StandAlone" && (s["last-error"] as? String ?? "").contains("Authentication")
+            }
+            #expect(c.log(n).contains("Authentication of peer failed"), "\(n) did not log the refusal")
+        }
+        // Both daemons are still alive and answer.
+        for n in c.nodes { #expect(try c.tandem(n, "status", "r0").status == 0) }
+    }
+
+    @Test func matchingSharedSecretAuthenticates() throws {
+        let c = try Cluster(.init(size: 8 << 20, secrets: ("s3cret", "s3cret")))
+        defer { c.shutdown() }
+        try c.start()
+        #expect(c.log("alpha").contains("Peer authenticated"))
+        #expect(c.log("beta").contains("Peer authenticated"))
+    }
+
+    @Test func protocolMismatchIsRefusedWithTheReason() throws {
+        let c = try Cluster(.init(size: 8 << 20, protocols: ("C", "A")))
+        defer { c.shutdown() }
+        for n in c.nodes { try c.up(n) }
+        for n in c.nodes {
+            try c.wait(n, timeout: 20, "protocol mismatch refusal") { s in
+                s["connection"] as? String == "StandAlone" && (s["last-error"] as? String ?? "").contains("incompatible communication protocols")
+            }
+        }
+        let text = try c.tandem("alpha", "status", "r0")
+        #expect(text.out.contains("last-error: incompatible communication protocols"))
+    }
+
+    /// A "peer" that sends garbage is dropped with a protocol error; the daemon keeps serving.
+    @Test func garbageFromAPeerIsRefused() throws {
+        let c = try Cluster(.init(size: 8 << 20))
+        defer { c.shutdown() }
+        try c.up("alpha")
+        for attempt in 0..<3 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(c.ports.0).bigEndian)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            #expect(rc == 0)
+            // A valid P_INITIAL_DATA, then a header announcing an absurd length, then noise.
+            var junk: [UInt8] = [0x83, 0x74, 0x02, 0x67, 0xff, 0xf2, 0x00, 0x00]
+            junk += attempt == 0 ? [0x86, 0x20, 0xec, 0x20, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0]
+                : (0..<256).map { _ in UInt8.random(in: 0...255) }
+            _ = junk.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            usleep(300_000)
+            close(fd)
+        }
+        let s = try c.status("alpha")
+        #expect(s["role"] as? String == "Secondary")
+        #expect(c.log("alpha").contains("protocol error") || c.log("alpha").contains("connection from peer began"))
+        // And a real peer still connects afterwards.
+        try c.up("beta")
+        try c.wait("alpha", timeout: 30, "connection with the real peer") { $0["connection"] as? String == "Connected" }
+    }
+
+    /// The secondary dies (kill -9) in the middle of writes: the primary keeps writing, marks
+    /// what the peer did not confirm, and after the peer returns the resync makes both equal.
+    @Test func peerVanishingMidWriteLosesNothing() throws {
+        let c = try Cluster(.init(wireProtocol: "C", size: 64 << 20))
+        defer { c.shutdown() }
+        try c.start()
+        let src = c.dir + "/random.bin"
+        try Tools.run("/bin/sh", ["-c", "head -c \(48 << 20) /dev/urandom > \(src)"])
+        let writer = Process()
+        writer.executableURL = URL(fileURLWithPath: "/usr/bin/nbdcopy")
+        writer.arguments = [src, c.uri("alpha")]
+        try writer.run()
+        usleep(100_000)
+        if let p = c.pid("beta") { kill(p, SIGKILL) }
+        writer.waitUntilExit()
+        #expect(writer.terminationStatus == 0, "writes failed while the peer vanished")
+        try c.wait("alpha", timeout: 20, "peer loss noticed") { $0["connection"] as? String != "Connected" }
+        try c.up("beta")
+        try c.waitInSync()
+        let size = try c.exportSize
+        #expect(try c.dataHash("alpha", bytes: size) == c.dataHash("beta", bytes: size))
+        let copied = try Tools.run("/bin/sh", ["-c", "head -c \(48 << 20) \(c.disk("beta")) | cmp - \(src)"])
+        #expect(copied.status == 0, "acknowledged writes missing on the peer after the resync")
+    }
+}
