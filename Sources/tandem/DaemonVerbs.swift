@@ -39,11 +39,7 @@ struct Up: ParsableCommand {
         if foreground {
             // The daemon stops on SIGTERM/SIGINT: make sure neither is blocked (a blocked mask
             // is inherited from whoever started us) before any thread exists.
-            var set = sigset_t()
-            sigemptyset(&set)
-            sigaddset(&set, SIGTERM)
-            sigaddset(&set, SIGINT)
-            sigprocmask(SIG_UNBLOCK, &set, nil)
+            unblockTerminationSignals()
             do {
                 let daemon = try NodeDaemon(plan: plan, runDir: runDir)
                 try daemon.run()
@@ -163,6 +159,7 @@ struct Events: ParsableCommand {
     @OptionGroup var arguments: ResourceArguments
 
     func run() throws {
+        unblockTerminationSignals()
         let c = try arguments.client()
         try c.send(["verb": "events"])
         while let obj = c.receive() {
@@ -172,4 +169,14 @@ struct Events: ParsableCommand {
             FileHandle.standardOutput.write(d + Data("\n".utf8))
         }
     }
+}
+
+/// Unblocks SIGTERM and SIGINT, which a parent may have left blocked in the inherited mask, so
+/// long-running verbs (the daemon, `events`) stop when asked.
+func unblockTerminationSignals() {
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, SIGTERM)
+    sigaddset(&set, SIGINT)
+    sigprocmask(SIG_UNBLOCK, &set, nil)
 }
