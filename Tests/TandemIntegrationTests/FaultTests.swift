@@ -31,8 +31,13 @@ import Testing
         defer { c.shutdown() }
         for n in c.nodes { try c.up(n) }
         for n in c.nodes {
-            try c.wait(n, timeout: 20, "protocol mismatch refusal") { s in
-                s["connection"] as? String == "StandAlone" && (s["last-error"] as? String ?? "").contains("incompatible communication protocols")
+            do {
+                try c.wait(n, timeout: 20, "protocol mismatch refusal") { s in
+                    s["connection"] as? String == "StandAlone" && (s["last-error"] as? String ?? "").contains("incompatible communication protocols")
+                }
+            } catch {
+                let logs = c.nodes.map { "\($0):\n" + c.log($0).split(separator: "\n").filter { !$0.hasPrefix(" ") }.prefix(14).joined(separator: "\n") }
+                Issue.record("\(error)\n\(logs.joined(separator: "\n"))")
             }
         }
         let text = try c.tandem("alpha", "status", "r0")

@@ -55,6 +55,10 @@ public final class PeerTransport: @unchecked Sendable {
     private var isEstablished = false
     private var resolveConflicts = false
     private var framers: [ObjectIdentifier: PacketChannelHandler] = [:]
+    /// Counts link teardowns, so a deferred teardown never hits a newer link.
+    private var closeGeneration = 0
+    /// Connections being closed: their input is ignored.
+    private var draining: Set<ObjectIdentifier> = []
 
     public init(loop: EventLoop, me: Endpoint, peer: Endpoint, sharedSecret: String?, cramHmacAlg: String?,
                 handshakeTimeout: TimeAmount = .seconds(5), callbacks: Callbacks) {
@@ -161,7 +165,6 @@ public final class PeerTransport: @unchecked Sendable {
                 } else {
                     ch.close(promise: nil)
                 }
-                self.retryDelay = .milliseconds(200)
                 self.progress()
                 if self.data == nil || self.meta == nil { self.scheduleAttempt(after: .milliseconds(10)) }
             case .failure:
@@ -189,9 +192,12 @@ public final class PeerTransport: @unchecked Sendable {
     // MARK: receiving
 
     private func received(_ p: Packet, on ch: Channel) {
+        if draining.contains(ObjectIdentifier(ch)) { return }
         let isData = data.map { $0 === ch } ?? false
         let isMeta = meta.map { $0 === ch } ?? false
         if !isData && !isMeta {
+            // StandAlone: do not talk to the peer at all (as a kernel node does not listen).
+            guard enabled else { ch.close(promise: nil); return }
             // An accepted connection announces what it is.
             switch p {
             case .initialData:
@@ -290,6 +296,7 @@ public final class PeerTransport: @unchecked Sendable {
         handshakeDeadline?.cancel()
         resolveConflicts = !metaOutgoing
         retryTask?.cancel()
+        retryDelay = .milliseconds(200)
         callbacks.established(a.version, a.features, resolveConflicts)
         let early = pendingEarly
         pendingEarly = []
@@ -306,18 +313,42 @@ public final class PeerTransport: @unchecked Sendable {
 
     private func closed(_ ch: Channel) {
         framers[ObjectIdentifier(ch)] = nil
-        if ch === data || ch === meta {
-            lostConnection(isEstablished ? "connection closed by peer" : "connection closed during the handshake")
+        guard ch === data || ch === meta else { return }
+        let other = ch === data ? meta : data
+        if ch === data { data = nil } else { meta = nil }
+        let reason = isEstablished ? "connection closed by peer" : "connection closed during the handshake"
+        if let other, other.isActive {
+            // The peer closed both; the other connection may still hold packets it sent before
+            // (its P_PROTOCOL telling why it refused us): read them before giving up the link.
+            let generation = closeGeneration
+            loop.scheduleTask(in: .milliseconds(300)) { [self] in
+                if self.closeGeneration == generation { self.lostConnection(reason) }
+            }
+            return
         }
+        lostConnection(reason)
     }
 
+
     private func lostConnection(_ reason: String) {
+        // The peer hung up during our handshake but had already sent its parameters (it
+        // finished its side first and refused ours): let the engine see them, so both sides
+        // report the same reason.
+        if !isEstablished { callbacks.log("handshake interrupted: \(reason)") }
+        if !isEstablished, let a = agreed, !pendingEarly.isEmpty, secret == nil || peerAuthenticated {
+            let early = pendingEarly
+            pendingEarly = []
+            callbacks.established(a.version, a.features, !metaOutgoing)
+            for (p, s) in early { callbacks.packet(p, s) }
+            callbacks.lost(reason)
+        }
         let was = isEstablished
         closeAll(reason: reason, notify: was)
         if enabled { scheduleAttempt(after: retryDelay); retryDelay = min(retryDelay * 2, .seconds(10)) }
     }
 
     private func closeAll(reason: String, notify: Bool) {
+        closeGeneration += 1
         let was = isEstablished
         isEstablished = false
         let chans = [data, meta].compactMap { $0 }
@@ -325,7 +356,18 @@ public final class PeerTransport: @unchecked Sendable {
         sentFeatures = false; agreed = nil; myChallenge = nil; peerAuthenticated = false; sentResponse = false
         pendingEarly = []
         handshakeDeadline?.cancel()
-        for c in chans { c.close(promise: nil) }
+        // Half-close first: what we sent (say, the P_PROTOCOL the peer needs to see why we
+        // refuse) is delivered before the FIN; closing with unread input would send a reset
+        // that makes the peer's kernel discard it. The full close follows shortly.
+        for c in chans {
+            draining.insert(ObjectIdentifier(c))
+            c.close(mode: .output, promise: nil)
+            loop.scheduleTask(in: .milliseconds(500)) { [self] in
+                self.draining.remove(ObjectIdentifier(c))
+                c.close(promise: nil)
+            }
+        }
         if notify && was { callbacks.lost(reason) }
     }
+
 }

@@ -29,6 +29,7 @@ public struct OutOfSyncBitmap: Equatable, Sendable {
         let n = min(words.count, bytes.count / 8)
         for i in 0..<n { words[i] = ByteIO.readLE(bytes, i * 8) }
         clearTail()
+        count = words.reduce(0) { $0 + UInt64($1.nonzeroBitCount) }
     }
 
     /// Number of 4 KiB pages.
@@ -69,7 +70,9 @@ public struct OutOfSyncBitmap: Equatable, Sendable {
             let old = words[w]
             let new = value ? old | mask : old & ~mask
             if new != old {
-                changed += UInt64((old ^ new).nonzeroBitCount)
+                let n = UInt64((old ^ new).nonzeroBitCount)
+                changed += n
+                if value { count += n } else { count -= n }
                 words[w] = new
                 dirtyPages.insert(w / 512)
             }
@@ -112,7 +115,10 @@ public struct OutOfSyncBitmap: Equatable, Sendable {
     }
 
     /// Bits set in the whole bitmap.
-    public var setCount: UInt64 { words.reduce(0) { $0 + UInt64($1.nonzeroBitCount) } }
+    public var setCount: UInt64 { count }
+
+    /// Kept up to date by every change, so asking for it costs nothing on a large device.
+    private var count: UInt64 = 0
 
     /// Bits covering the byte range of data (4 KiB granularity, partial blocks included).
     public static func bits(coveringBytes offset: UInt64, length: UInt64) -> Range<UInt64> {
