@@ -14,14 +14,18 @@ final class Cluster {
         var size = 256 << 20
         var secrets: (String, String)?
         var protocols: (String, String)?
+        /// Export over TCP (nbd://127.0.0.1:PORT/r0) instead of a Unix socket.
+        var tcpExport = false
     }
+    let tcpExport: Bool
 
     init(_ o: Options = Options()) throws {
         dir = NSTemporaryDirectory() + "tandem-cluster-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let base = 20000 + Int.random(in: 0..<20000) * 2
+        let base = 20000 + Int.random(in: 0..<5000) * 4  // base..base+3: replication, then exports
         ports = (base, base + 1)
         size = o.size
+        tcpExport = o.tcpExport
         for n in ["alpha", "beta"] {
             FileManager.default.createFile(atPath: "\(dir)/\(n).img", contents: nil)
             truncate("\(dir)/\(n).img", off_t(o.size))
@@ -31,8 +35,8 @@ final class Cluster {
             return """
                 resource r0 {
                   \(net)
-                  on alpha { device "nbd+unix:///r0?socket=\(dir)/alpha.nbd"; disk \(dir)/alpha.img; address 127.0.0.1:\(ports.0); meta-disk internal; }
-                  on beta { device "nbd+unix:///r0?socket=\(dir)/beta.nbd"; disk \(dir)/beta.img; address 127.0.0.1:\(ports.1); meta-disk internal; }
+                  on alpha { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 2)/r0" : "nbd+unix:///r0?socket=\(dir)/alpha.nbd")"; disk \(dir)/alpha.img; address 127.0.0.1:\(ports.0); meta-disk internal; }
+                  on beta { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 3)/r0" : "nbd+unix:///r0?socket=\(dir)/beta.nbd")"; disk \(dir)/beta.img; address 127.0.0.1:\(ports.1); meta-disk internal; }
                 }
                 """
         }
@@ -50,7 +54,9 @@ final class Cluster {
 
     func runDir(_ node: String) -> String { "\(dir)/run-\(node)" }
     func disk(_ node: String) -> String { "\(dir)/\(node).img" }
-    func uri(_ node: String) -> String { "nbd+unix:///r0?socket=\(dir)/\(node).nbd" }
+    func uri(_ node: String) -> String {
+        tcpExport ? "nbd://127.0.0.1:\(ports.0 + (node == "alpha" ? 2 : 3))/r0" : "nbd+unix:///r0?socket=\(dir)/\(node).nbd"
+    }
 
     @discardableResult
     func tandem(_ node: String, _ args: String...) throws -> Tools.Result {

@@ -17,6 +17,8 @@ import Testing
             let off = Int.random(in: 0..<((c.size - (8 << 20) - size) / 512), using: &rng) * 512
             cmds += ["-c", "write -P \(Int.random(in: 1...255, using: &rng)) \(off) \(size)"]
         }
+        // Zeroing and discards travel as P_ZEROES and P_TRIM.
+        cmds += ["-c", "write -z 3M 1M", "-c", "discard 5M 2M", "-c", "write -z 9M 4k", "-c", "flush"]
         let q = try Tools.run("/usr/bin/qemu-io", ["-f", "raw"] + cmds + [c.uri("alpha")])
         #expect(q.status == 0, "qemu-io: \(q.err)")
         let src = c.dir + "/random.bin"
@@ -31,9 +33,10 @@ import Testing
         #expect(copied.status == 0, "nbdcopy's data is not on the secondary")
     }
 
-    /// fio's nbd engine: a random-write job whose data verifies (crc32c), then the peer matches.
+    /// fio's nbd engine (over the TCP export): a random-write job whose data verifies
+    /// (crc32c), then the peer matches.
     @Test func fioRandomWritesVerify() throws {
-        let c = try Cluster()
+        let c = try Cluster(.init(tcpExport: true))
         defer { c.shutdown() }
         try c.start()
         let f = try Tools.run("/usr/bin/fio", ["--name=verify", "--ioengine=nbd", "--uri=\(c.uri("alpha"))", "--rw=randwrite",
@@ -108,7 +111,8 @@ import Testing
         let dump = try Tools.spawn("/usr/bin/dumpcap", ["-q", "-B", "256", "-i", "lo", "-f", "tcp port \(c.ports.0) or tcp port \(c.ports.1)", "-w", cap])
         sleep(2)
         try c.start()
-        let q = try Tools.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 3 0 64k", "-c", "write -P 4 1M 4k", "-c", "flush", c.uri("alpha")])
+        let q = try Tools.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 3 0 64k", "-c", "write -P 4 1M 4k", "-c", "write -z 2M 64k",
+                                                   "-c", "discard 3M 64k", "-c", "flush", c.uri("alpha")])
         #expect(q.status == 0)
         try c.waitInSync()
         sleep(1)
@@ -118,7 +122,7 @@ import Testing
         let commands = Set(fields.out.split(whereSeparator: { $0 == "\n" || $0 == "," }).compactMap { UInt32($0.dropFirst(2), radix: 16) })
         for (cmd, name) in [(0xfffe, "features"), (0x0b, "protocol"), (0x23, "sync-param"), (0x0c, "uuids"), (0x0d, "sizes"),
                             (0x0e, "state"), (0x00, "data"), (0x03, "barrier"), (0x16, "write ack"), (0x1c, "barrier ack"),
-                            (0x09, "resync request"), (0x02, "resync data")] {
+                            (0x09, "resync request"), (0x02, "resync data"), (0x31, "trim"), (0x36, "zeroes")] {
             #expect(commands.contains(UInt32(cmd)), "no \(name) packet decoded (got \(commands.sorted()))")
         }
         let lost = try Tools.run("/usr/bin/tshark", ["-r", cap, "-Y", "tcp.analysis.lost_segment"])
