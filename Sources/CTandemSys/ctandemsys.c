@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "ctandemsys.h"
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <linux/fs.h>
@@ -22,3 +23,8 @@ int tandem_punch_hole(int fd, uint64_t offset, uint64_t length) {
 }
 int tandem_open(const char *path, int flags, int mode) { return open(path, flags, mode); }
 int tandem_o_direct(void) { return O_DIRECT; }
+
+void tandem_keep_large_buffers_on_heap(void) {
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TandemAdapters
 import TandemDaemon
 
 /// The resource argument shared by the daemon verbs.
@@ -40,6 +41,9 @@ struct Up: ParsableCommand {
             // The daemon stops on SIGTERM/SIGINT: make sure neither is blocked (a blocked mask
             // is inherited from whoever started us) before any thread exists.
             unblockTerminationSignals()
+            // Requests and packets are up to 1 MiB: keep such buffers on the heap and the heap
+            // from shrinking, instead of mapping and zeroing fresh pages for every request.
+            MemoryTuning.keepLargeBuffersOnHeap()
             do {
                 let daemon = try NodeDaemon(plan: plan, runDir: runDir)
                 try daemon.run()

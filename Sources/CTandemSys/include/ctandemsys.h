@@ -11,4 +11,6 @@ int tandem_blk_zeroout(int fd, uint64_t offset, uint64_t length);
 int tandem_punch_hole(int fd, uint64_t offset, uint64_t length);
 int tandem_open(const char *path, int flags, int mode);
 int tandem_o_direct(void);
+/// Keeps buffers up to 64 MiB on the heap and the heap from shrinking (mallopt).
+void tandem_keep_large_buffers_on_heap(void);
 #endif

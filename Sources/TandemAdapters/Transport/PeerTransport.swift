@@ -112,7 +112,11 @@ public final class PeerTransport: @unchecked Sendable {
 
     public func send(_ packet: Packet, on socket: TandemEngine.Socket) {
         guard isEstablished, let ch = socket == .data ? data : meta, let a = agreed else { return }
-        write(ch, packet.encode(agreedVersion: a.version))
+        let (prefix, bulk) = packet.encodeParts(agreedVersion: a.version)
+        var b = ch.allocator.buffer(capacity: prefix.count + bulk.count)
+        b.writeBytes(prefix)
+        b.writeBytes(bulk)
+        ch.writeAndFlush(b, promise: nil)
     }
 
     private func write(_ ch: Channel, _ bytes: [UInt8]) {

@@ -137,6 +137,18 @@ public enum Packet: Sendable, Equatable {
         return w.bytes
     }
 
+    /// The packet as a small prefix (header, fixed part, digest) and its bulk data, so a
+    /// transport can hand both to the socket without first copying the data into one array.
+    public func encodeParts(agreedVersion: Int) -> (prefix: [UInt8], bulk: [UInt8]) {
+        guard case .data(_, let h, let d, let p) = self else { return (encode(agreedVersion: agreedVersion), []) }
+        let length = 24 + d.count + p.count
+        var w = WireWriter(capacity: 16 + 24 + d.count)
+        PacketHeader(format: .forSending(agreedVersion: agreedVersion, length: length), command: command, length: length).encode(into: &w)
+        Self.put(h, &w)
+        w.raw(d)
+        return (w.bytes, p)
+    }
+
     private static func put(_ h: DataHeader, _ w: inout WireWriter) {
         w.u64(h.sector); w.u64(h.blockID); w.u32(h.seqNum); w.u32(h.flags)
     }
