@@ -299,7 +299,8 @@ final class ExportBackend: NBDBackend, @unchecked Sendable {
             case .write: d.feed(.appWrite(id: id, offset: request.offset, data: request.data, fua: request.fua))
             case .trim: d.feed(.appZero(id: id, offset: request.offset, length: UInt64(request.length), discard: true, fua: request.fua))
             case .writeZeroes:
-                d.feed(.appZero(id: id, offset: request.offset, length: UInt64(request.length), discard: !request.noHole && false, fua: request.fua))
+                // Zeroes are written as zeroes (never a hole), so NBD_CMD_FLAG_NO_HOLE holds either way.
+                d.feed(.appZero(id: id, offset: request.offset, length: UInt64(request.length), discard: false, fua: request.fua))
             case .flush: d.feed(.appFlush(id: id))
             default: d.pendingApp[id] = nil; reply(NBDReply(error: NBDProtocol.eInval))
             }

@@ -39,7 +39,6 @@ public final class PeerTransport: @unchecked Sendable {
     private var listener: Channel?
     private var data: Channel?
     private var meta: Channel?
-    private var dataOutgoing = false
     private var metaOutgoing = false
     private var connecting = false
     private var enabled = false
@@ -160,7 +159,7 @@ public final class PeerTransport: @unchecked Sendable {
             case .success(let ch):
                 guard self.enabled else { ch.close(promise: nil); return }
                 if self.data == nil {
-                    self.data = ch; self.dataOutgoing = true
+                    self.data = ch
                     self.write(ch, Packet.initialData.encode(format: .h80))
                     self.sendFeatures()
                 } else if self.meta == nil {
@@ -209,7 +208,7 @@ public final class PeerTransport: @unchecked Sendable {
                     if iConnectFirst { ch.close(promise: nil); return }  // keep mine
                     let old = data; data = nil; sentFeatures = false; old?.close(promise: nil)
                 }
-                data = ch; dataOutgoing = false
+                data = ch
                 sendFeatures()
                 if meta == nil { scheduleAttempt(after: .milliseconds(1)) }
             case .initialMeta:

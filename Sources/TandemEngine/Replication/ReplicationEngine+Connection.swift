@@ -37,7 +37,6 @@ extension ReplicationEngine {
         let hadLink = link != nil
         let peerDiskWasUsable = peerDisk >= .inconsistent
         link = nil
-        pingReset()
         if conn != .standAlone { conn = .wfConnection }
         if hadLink { lastError = lastError ?? reason; log("connection lost: \(reason)") }
         peerRole = .unknown
@@ -45,9 +44,6 @@ extension ReplicationEngine {
         resync = nil
         bitmapReceive = BitmapReceive()
         inbound = InboundState()
-        if disk == .inconsistent && persistent.consistent == false {
-            // stays Inconsistent
-        }
         for (id, r) in requests {
             var r = r
             if r.epoch != nil && !r.barrierAcked { setBits(offset: r.offset, length: r.length) }
@@ -69,8 +65,6 @@ extension ReplicationEngine {
             else { emit(.adminDone(token: token, error: "connection lost before the peer answered")) }
         }
     }
-
-    private mutating func pingReset() {}
 
     mutating func onTick() {
         guard var l = link else { return }
@@ -150,7 +144,7 @@ extension ReplicationEngine {
         } else if s.connFlags & 1 != 0 && settings.discardMyData {
             why = "incompatible discard-my-data settings (both sides)"
         }
-        if let why { fail(why, standAlone: true) } else { link?.gotProtocol = true }
+        if let why { fail(why, standAlone: true) }
     }
 
     mutating func checkSizes(_ s: Sizes) {

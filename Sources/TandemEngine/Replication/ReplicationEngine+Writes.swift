@@ -75,7 +75,7 @@ extension ReplicationEngine {
         // Every write names its extents: the store makes cold ones hot (durably) and touches
         // hot ones in its LRU, so an extent it evicted is logged again before the next write.
         emit(.activateExtents(extents))
-        requests[rid] = Request(appID: appID, offset: offset, length: length, sentAtMs: nowMs, extents: extents)
+        requests[rid] = Request(appID: appID, offset: offset, length: length, sentAtMs: nowMs)
         if !replicating {
             setBits(offset: offset, length: length)
             // During the bitmap exchange the peer learns of the write as out of sync.

@@ -193,7 +193,6 @@ struct Request: Sendable {
     var epoch: UInt32?
     var barrierAcked = false
     var sentAtMs: UInt64 = 0
-    var extents: [UInt32] = []
 }
 
 struct FlushWaiter: Sendable {
@@ -211,7 +210,6 @@ struct LinkState: Sendable {
     var packetSeq: UInt32 = 0
     var lastReceiveMs: UInt64
     var pingSentMs: UInt64?
-    var gotProtocol = false
     var peerUUIDs: UUIDs?
     var peerBitsSet: UInt64 = 0
     var peerUUIDFlags: UInt64 = 0
