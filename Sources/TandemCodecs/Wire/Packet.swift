@@ -159,6 +159,11 @@ public enum Packet: Sendable, Equatable {
     /// (0 when none). `legacyLayout` is true for peers below protocol version 87 (no integrity
     /// string in P_PROTOCOL).
     public static func decode(command: PacketCommand, payload: [UInt8], digestSize: Int = 0) throws(WireError) -> Packet {
+        try decode(command: command, body: payload[...], digestSize: digestSize)
+    }
+
+    /// Decodes a body given as a slice of a receive buffer (no copy until a field is kept).
+    public static func decode(command: PacketCommand, body payload: ArraySlice<UInt8>, digestSize: Int = 0) throws(WireError) -> Packet {
         guard payload.count <= command.payloadLimit else {
             throw .tooLong(command: command, length: payload.count, limit: command.payloadLimit)
         }

@@ -31,9 +31,10 @@ public struct PacketFramer: Sendable {
         }
         let total = h.format.size + h.length
         guard buffer.count - start >= total else { return nil }
-        let payload = Array(buffer[(start + h.format.size)..<(start + total)])
+        let body = buffer[(start + h.format.size)..<(start + total)]
         start += total
+        let packet = try Packet.decode(command: command, body: body, digestSize: digestSize)
         if start > 1 << 20 { buffer.removeFirst(start); start = 0 }
-        return (h, try Packet.decode(command: command, payload: payload, digestSize: digestSize))
+        return (h, packet)
     }
 }

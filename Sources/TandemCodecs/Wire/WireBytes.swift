@@ -31,18 +31,21 @@ public struct WireWriter: Sendable {
 /// Bounds-checked big-endian reader over a packet body. Every read checks the remaining length
 /// and throws instead of trapping, so a short or lying packet is a protocol error, not a crash.
 public struct WireReader: Sendable {
-    public let bytes: [UInt8]
+    /// The body; a slice of the receive buffer, so reading it copies only what is kept.
+    public let bytes: ArraySlice<UInt8>
+    /// Bytes consumed so far (relative to the start of the body).
     public private(set) var offset: Int
     let command: PacketCommand
 
-    public init(_ bytes: [UInt8], command: PacketCommand) { self.bytes = bytes; offset = 0; self.command = command }
+    public init(_ bytes: ArraySlice<UInt8>, command: PacketCommand) { self.bytes = bytes; offset = 0; self.command = command }
 
     public var remaining: Int { bytes.count - offset }
 
     mutating func take(_ n: Int) throws(WireError) -> ArraySlice<UInt8> {
         guard n >= 0, remaining >= n else { throw .truncated(command: command, needed: offset + n, got: bytes.count) }
         defer { offset += n }
-        return bytes[offset..<offset + n]
+        let at = bytes.startIndex + offset
+        return bytes[at..<at + n]
     }
 
     public mutating func u8() throws(WireError) -> UInt8 { try take(1).first! }
@@ -50,7 +53,7 @@ public struct WireReader: Sendable {
     public mutating func u32() throws(WireError) -> UInt32 { try read() }
     public mutating func u64() throws(WireError) -> UInt64 { try read() }
     public mutating func i32() throws(WireError) -> Int32 { Int32(bitPattern: try read()) }
-    public mutating func rest() -> [UInt8] { defer { offset = bytes.count }; return Array(bytes[offset...]) }
+    public mutating func rest() -> [UInt8] { defer { offset = bytes.count }; return Array(bytes[(bytes.startIndex + offset)...]) }
     public mutating func raw(_ n: Int) throws(WireError) -> [UInt8] { Array(try take(n)) }
 
     /// A NUL-terminated string in a fixed field; bytes after the NUL are ignored.
