@@ -17,9 +17,20 @@ public struct PacketFramer: Sendable {
     /// Bytes received but not yet returned as packets.
     public var pendingBytes: Int { buffer.count - start }
 
-    public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
-        if start > 0 && start == buffer.count { buffer.removeAll(keepingCapacity: true); start = 0 }
+    /// Adds received bytes. Concrete (not generic) so the copy is one memcpy even when called
+    /// from another module.
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        compact()
         buffer.append(contentsOf: bytes)
+    }
+
+    public mutating func append(_ bytes: [UInt8]) {
+        compact()
+        buffer.append(contentsOf: bytes)
+    }
+
+    private mutating func compact() {
+        if start > 0 && start == buffer.count { buffer.removeAll(keepingCapacity: true); start = 0 }
     }
 
     /// The next complete packet with its header, or nil if more bytes are needed.
