@@ -125,15 +125,25 @@ public final class NodeDaemon: @unchecked Sendable {
         for a in actions { perform(a) }
         let st = engine.status
         if st.connection == .standAlone { transport.disable(reason: "StandAlone") }
-        if st != lastStatus {
-            if let old = lastStatus, old.connection != st.connection || old.role != st.role || old.disk != st.disk
-                || old.peerDisk != st.peerDisk || old.peerRole != st.peerRole {
-                log("state: \(st.role)/\(st.peerRole) \(st.connection) \(st.disk)/\(st.peerDisk)")
-            }
+        // Only state changes are news (not every write in flight): log them and tell `events`.
+        if let old = lastStatus, old.connection == st.connection, old.role == st.role, old.disk == st.disk,
+           old.peerDisk == st.peerDisk, old.peerRole == st.peerRole, old.lastError == st.lastError {
             lastStatus = st
-            let line = report().jsonLine
-            for (_, sub) in eventSubscribers { sub(line.replacingOccurrences(of: "{", with: "{\"type\":\"change\",", options: [], range: line.startIndex..<line.index(after: line.startIndex))) }
+            return
         }
+        if lastStatus != nil { log("state: \(st.role)/\(st.peerRole) \(st.connection) \(st.disk)/\(st.peerDisk)") }
+        lastStatus = st
+        publish("change")
+    }
+
+    /// Sends the current status to `events` subscribers with the given type.
+    func publish(_ type: String) {
+        guard !eventSubscribers.isEmpty else { return }
+        var o = report().json
+        o["type"] = type
+        guard let d = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) else { return }
+        let line = String(decoding: d, as: UTF8.self)
+        for (_, sub) in eventSubscribers { sub(line) }
     }
 
     func perform(_ a: EngineAction) {
@@ -211,6 +221,7 @@ public final class NodeDaemon: @unchecked Sendable {
                 if dt > 0 { syncRate = Double(s.bits - st.outOfSyncBits) * 4096 / dt }
             }
             rateSample = (now, st.outOfSyncBits)
+            publish("progress")
         } else {
             rateSample = nil; syncRate = nil
         }
