@@ -2,8 +2,8 @@ import Foundation
 import TandemCodecs
 import TandemEngine
 
-/// The status of a resource in the two shapes `tandem status` prints: DRBD's text layout and
-/// one JSON object with DRBD's spellings.
+/// The status of a resource in the two shapes `tandem status` prints: one JSON object with
+/// DRBD's spellings, and DRBD's text layout rendered from it.
 public struct StatusReport: Sendable {
     public var resource: String
     public var peerName: String
@@ -55,25 +55,19 @@ public struct StatusReport: Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// The `drbdadm status` layout.
-    public var text: String {
-        var s = "\(resource) role:\(status.role)\n  disk:\(status.disk)\n"
-        s += "  \(peerName) connection:\(status.connection) role:\(status.peerRole)\n"
-        s += "    peer-disk:\(status.peerDisk)"
-        if let d = done {
-            s += String(format: " done:%.2f", d)
-            if let r = syncRate { s += " rate:\(StatusReport.rate(r))" }
-            if let e = etaSeconds { s += " eta:\(Int(e.rounded(.up)))s" }
+    /// The `drbdadm status` layout, from the JSON object (what the command gets over the
+    /// control socket).
+    public static func text(json r: [String: Any]) -> String {
+        func s(_ k: String) -> String { (r[k] as? String) ?? "?" }
+        var out = "\(s("resource")) role:\(s("role"))\n  disk:\(s("disk"))\n"
+        out += "  \(s("peer")) connection:\(s("connection")) role:\(s("peer-role"))\n    peer-disk:\(s("peer-disk"))"
+        if let d = r["done"] as? Double {
+            out += String(format: " done:%.2f", d)
+            if let rate = r["sync-rate-kib"] as? Int { out += " rate:\(rate)KiB/s" }
+            if let eta = r["eta-seconds"] as? Int { out += " eta:\(eta)s" }
         }
-        if outOfSyncKiB > 0 { s += " out-of-sync:\(outOfSyncKiB)k" }
-        s += "\n"
-        if let e = lastError ?? status.lastError, status.connection != .connected && !status.connection.isSyncing {
-            s += "  last-error: \(e)\n"
-        }
-        return s
-    }
-
-    static func rate(_ bytesPerSecond: Double) -> String {
-        bytesPerSecond >= 1_048_576 ? String(format: "%.1fMiB/s", bytesPerSecond / 1048576) : String(format: "%.0fKiB/s", bytesPerSecond / 1024)
+        if let oos = r["out-of-sync-kib"] as? Int, oos > 0 { out += " out-of-sync:\(oos)k" }
+        if let e = r["last-error"] as? String { out += "\n  last-error: \(e)" }
+        return out
     }
 }

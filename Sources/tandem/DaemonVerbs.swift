@@ -144,17 +144,7 @@ struct Status: ParsableCommand {
             print(String(decoding: d, as: UTF8.self))
             return
         }
-        func s(_ k: String) -> String { (r[k] as? String) ?? "?" }
-        var out = "\(s("resource")) role:\(s("role"))\n  disk:\(s("disk"))\n"
-        out += "  \(s("peer")) connection:\(s("connection")) role:\(s("peer-role"))\n    peer-disk:\(s("peer-disk"))"
-        if let d = r["done"] as? Double {
-            out += String(format: " done:%.2f", d)
-            if let rate = r["sync-rate-kib"] as? Int { out += " rate:\(rate)KiB/s" }
-            if let eta = r["eta-seconds"] as? Int { out += " eta:\(eta)s" }
-        }
-        if let oos = r["out-of-sync-kib"] as? Int, oos > 0 { out += " out-of-sync:\(oos)k" }
-        if let e = r["last-error"] as? String { out += "\n  last-error: \(e)" }
-        print(out)
+        print(StatusReport.text(json: r))
     }
 }
 

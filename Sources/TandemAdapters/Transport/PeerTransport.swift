@@ -52,7 +52,6 @@ public final class PeerTransport: @unchecked Sendable {
     private var peerAuthenticated = false
     private var sentResponse = false
     private var isEstablished = false
-    private var resolveConflicts = false
     private var framers: [ObjectIdentifier: PacketChannelHandler] = [:]
     /// Counts link teardowns, so a deferred teardown never hits a newer link.
     private var closeGeneration = 0
@@ -93,6 +92,7 @@ public final class PeerTransport: @unchecked Sendable {
 
     /// Drops the connection and stops trying (StandAlone).
     public func disable(reason: String) {
+        guard enabled || data != nil || meta != nil else { return }  // already StandAlone
         enabled = false
         retryTask?.cancel()
         closeAll(reason: reason, notify: false)
@@ -297,10 +297,10 @@ public final class PeerTransport: @unchecked Sendable {
         if secret != nil && !(peerAuthenticated && sentResponse) { return }
         isEstablished = true
         handshakeDeadline?.cancel()
-        resolveConflicts = !metaOutgoing
         retryTask?.cancel()
         retryDelay = .milliseconds(200)
-        callbacks.established(a.version, a.features, resolveConflicts)
+        // The node that accepted the meta connection holds the tie-breaker (RESOLVE_CONFLICTS).
+        callbacks.established(a.version, a.features, !metaOutgoing)
         let early = pendingEarly
         pendingEarly = []
         for (p, s) in early { callbacks.packet(p, s) }

@@ -33,7 +33,7 @@ extension ReplicationEngine {
 
     /// The link is gone: every write the peer has not confirmed durable (barrier ack) is
     /// marked out of sync, and writes waiting for a peer ack complete on the local write alone.
-    mutating func onLinkLost(_ reason: String, emitDrop: Bool = false) {
+    mutating func onLinkLost(_ reason: String) {
         let hadLink = link != nil
         let peerDiskWasUsable = peerDisk >= .inconsistent
         link = nil

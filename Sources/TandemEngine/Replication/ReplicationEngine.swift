@@ -157,7 +157,7 @@ public struct ReplicationEngine: Sendable {
         lastError = reason
         log(reason)
         if link != nil { emit(.dropLink(reason: reason)) }
-        onLinkLost(reason, emitDrop: false)
+        onLinkLost(reason)
         if standAlone { conn = .standAlone }
     }
 
