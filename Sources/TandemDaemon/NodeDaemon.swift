@@ -20,6 +20,8 @@ public final class NodeDaemon: @unchecked Sendable {
     var engine: ReplicationEngine
     var transport: PeerTransport!
     var nbd: NBDServer?
+    /// The kernel NBD client, when the device is `/dev/nbdN`.
+    var kernelClient: KernelNBDClient?
     var control: ControlServer?
     var pendingApp: [UInt64: @Sendable (NBDReply) -> Void] = [:]
     var pendingAdmin: [UInt64: (String?) -> Void] = [:]
@@ -55,6 +57,13 @@ public final class NodeDaemon: @unchecked Sendable {
         engine = ReplicationEngine(settings: plan.settings, sizeSectors: store.layout.dataSectors, persistent: p,
                                    bitmap: store.bitmap)
         engine.entropy = UInt64.random(in: 1...UInt64.max)
+        if case .kernel(let path, _) = plan.export {
+            kernelClient = try KernelNBDClient(devicePath: path, sizeBytes: store.layout.dataBytes,
+                                               flags: NBDProtocol.servedFlags & ~NBDProtocol.tfCanMultiConn)
+            // Serving the kernel's own block device: lock memory and become an I/O flusher
+            // before the first thread exists, so every thread inherits it.
+            try WritebackSafety.apply()
+        }
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         loop = group.next()
         diskThread = NIOThreadPool(numberOfThreads: 1)
@@ -82,6 +91,11 @@ public final class NodeDaemon: @unchecked Sendable {
         switch plan.export {
         case .unix(let path, _): try server.listen(unixPath: path)
         case .tcp(let host, let port, _): try server.listen(host: host, port: port)
+        case .kernel(let path, _):
+            let client = kernelClient!
+            try server.serve(connectedSocket: client.serverSocket)
+            try client.setReadOnly(true)
+            client.start { why in me.loop.execute { me.log("kernel NBD client on \(path) stopped\(why.map { ": \($0)" } ?? "")") } }
         }
         nbd = server
         control = try ControlServer(group: group, path: controlPath, daemon: self)
@@ -125,6 +139,9 @@ public final class NodeDaemon: @unchecked Sendable {
         for a in actions { perform(a) }
         let st = engine.status
         if st.connection == .standAlone { transport.disable(reason: "StandAlone") }
+        if let k = kernelClient, st.role != lastStatus?.role {
+            do { try k.setReadOnly(st.role != .primary) } catch { log("\(error)") }
+        }
         // Only state changes are news (not every write in flight): log them and tell `events`.
         if let old = lastStatus, old.connection == st.connection, old.role == st.role, old.disk == st.disk,
            old.peerDisk == st.peerDisk, old.peerRole == st.peerRole, old.lastError == st.lastError {
@@ -246,6 +263,34 @@ public final class NodeDaemon: @unchecked Sendable {
     /// the peer is gone, at most 10 s), close the meta-data cleanly, remove the sockets, exit.
     func shutdown(done: @escaping (String?) -> Void) {
         guard !shuttingDown else { done(nil); return }
+        if let k = kernelClient {
+            // As DRBD refuses to go down while /dev/drbdN is open: detaching a mounted device
+            // would fail every write of its filesystem.
+            if k.isHeldOpen {
+                let why = "\(k.devicePath) is held open (mounted?); not going down"
+                log(why)
+                done(why)
+                return
+            }
+            shuttingDown = true
+            log("going down: detaching the kernel NBD client from \(k.devicePath)")
+            k.disconnect()
+            // Then the usual down, once (whichever comes first: detached, or 10 s).
+            let resume = {
+                guard self.kernelClient != nil else { return }
+                self.kernelClient = nil
+                self.shuttingDown = false
+                self.shutdown(done: done)
+            }
+            let loop = self.loop
+            let bound = NIOLoopBound(resume, eventLoop: loop)
+            k.whenDetached { loop.execute { bound.value() } }
+            loop.scheduleTask(in: .seconds(10)) {
+                if self.kernelClient != nil { self.log("the kernel NBD client did not stop within 10 s") }
+                bound.value()
+            }
+            return
+        }
         shuttingDown = true
         log("going down")
         let deadline = loop.scheduleTask(in: .seconds(10)) {

@@ -6,9 +6,11 @@ import TandemEngine
 public enum ExportTarget: Equatable, Sendable {
     case unix(path: String, name: String)
     case tcp(host: String, port: Int, name: String)
+    /// The kernel's NBD client on `/dev/nbdN`, attached to the daemon (like DRBD's /dev/drbdN).
+    case kernel(device: String, name: String)
 
     public var name: String {
-        switch self { case .unix(_, let n), .tcp(_, _, let n): n }
+        switch self { case .unix(_, let n), .tcp(_, _, let n), .kernel(_, let n): n }
     }
 
     /// The URI an NBD client uses (qemu-io, nbdcopy, nbdinfo, fio).
@@ -16,6 +18,7 @@ public enum ExportTarget: Equatable, Sendable {
         switch self {
         case .unix(let p, let n): "nbd+unix:///\(n)?socket=\(p)"
         case .tcp(let h, let port, let n): "nbd://\(h):\(port)/\(n)"
+        case .kernel(let device, _): device
         }
     }
 
@@ -25,9 +28,7 @@ public enum ExportTarget: Equatable, Sendable {
         guard let d = device, !d.isEmpty, !d.hasPrefix("/dev/drbd") else {
             return .unix(path: "\(runDir)/\(resource).nbd", name: resource)
         }
-        if d.hasPrefix("/dev/nbd") {
-            throw ConfigError(nil, "device \(d): attaching the kernel NBD client is not available in this build; use an nbd:// or nbd+unix:// URI")
-        }
+        if ConfigDevice(path: d).isKernelNBD { return .kernel(device: d, name: resource) }
         guard let u = URLComponents(string: d), let scheme = u.scheme else {
             throw ConfigError(nil, "device \(d): not an NBD URI (nbd://HOST:PORT/NAME or nbd+unix:///NAME?socket=PATH)")
         }

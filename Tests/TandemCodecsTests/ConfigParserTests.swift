@@ -30,6 +30,17 @@ import Testing
         #expect(r.peers(of: "alpha").map(\.names) == [["beta"]])
     }
 
+    @Test func kernelNBDDeviceNeedsNoMinor() throws {
+        let c = try ConfigParser.parse(text: """
+            resource r { on a { device /dev/nbd3; disk /x; address 127.0.0.1:7000; meta-disk internal; }
+              on b { device /dev/drbd1; disk /y; address 127.0.0.2:7000; meta-disk internal; } }
+            """, file: "k")
+        let dev = try #require(c.resource("r")?.host(named: "a")?.volumes[0].device)
+        #expect(dev.isKernelNBD && dev.minor == nil && dev.path == "/dev/nbd3")
+        let bad = try #require(error("resource r { on a { device /dev/nbdx; disk /x; address 1.2.3.4:5; meta-disk internal; } }"))
+        #expect(bad.description.contains("cannot derive a minor number from '/dev/nbdx'"))
+    }
+
     func error(_ text: String) -> ConfigError? {
         do { _ = try ConfigParser.parse(text: text, file: "bad.res"); return nil } catch { return error }
     }

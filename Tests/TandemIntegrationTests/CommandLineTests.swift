@@ -98,6 +98,24 @@ import Testing
         #expect(down.status == 0, "down of a resource that is not up is a no-op")
     }
 
+    /// `device /dev/nbdN;` attaches the kernel's NBD client; where there is no such device (no
+    /// nbd module here; /dev/nbd4095 exists nowhere by default) `up` says so in one line.
+    /// The attach itself is checked in a VM by scripts/kernel-nbd.
+    @Test func kernelNBDDeviceWithoutTheModuleIsAClearError() throws {
+        let disk = Tools.sparseFile(64 << 20)
+        defer { unlink(disk) }
+        let conf = Tools.config(disk: disk, device: "/dev/nbd4095")
+        defer { unlink(conf) }
+        let md = try Tools.tandem("-c", conf, "--node", "alpha", "create-md", "--force", "r0")
+        #expect(md.status == 0, "\(md.err)")
+        let run = NSTemporaryDirectory() + "tandem-run-\(UUID().uuidString.prefix(8))"
+        let up = try Tools.run(Tools.tandem, ["-c", conf, "--node", "alpha", "up", "r0"], env: ["TANDEM_RUN_DIR": run])
+        #expect(up.status != 0)
+        #expect(up.err.contains("/dev/nbd4095: no such device; is the nbd module loaded (modprobe nbd)?"), "\(up.err)")
+        #expect(up.err.split(separator: "\n").count == 1)
+        #expect(!FileManager.default.fileExists(atPath: "\(run)/r0.ctl"))
+    }
+
     @Test func plannedVerbsSaySo() throws {
         let r = try Tools.tandem("verify", "r0")
         #expect(r.status != 0 && r.err.contains("planned but not available"))

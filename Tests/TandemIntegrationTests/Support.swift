@@ -77,11 +77,11 @@ enum Tools {
     }
 
     /// A resource file naming `disk` for node alpha.
-    static func config(disk: String) -> String {
+    static func config(disk: String, device: String = "/dev/drbd0") -> String {
         let path = NSTemporaryDirectory() + "tandem-it-\(UUID().uuidString).conf"
         let text = """
             resource r0 {
-              on alpha { device /dev/drbd0; disk \(disk); address 127.0.0.1:7789; meta-disk internal; }
+              on alpha { device \(device); disk \(disk); address 127.0.0.1:7789; meta-disk internal; }
               on beta { device /dev/drbd0; disk /tmp/peer.img; address 127.0.0.2:7789; meta-disk internal; }
             }
             """

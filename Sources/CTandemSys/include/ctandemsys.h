@@ -13,4 +13,26 @@ int tandem_open(const char *path, int flags, int mode);
 int tandem_o_direct(void);
 /// Keeps buffers up to 64 MiB on the heap and the heap from shrinking (mallopt).
 void tandem_keep_large_buffers_on_heap(void);
+
+/// The kernel NBD client (/dev/nbdN, ioctl interface): hands one end of a connected socket to
+/// the kernel with the size, block size and transmission flags. Does not start it.
+int tandem_nbd_configure(int fd, int sock, uint64_t size_bytes, uint32_t block_size, uint32_t flags);
+/// Runs the kernel's NBD client until it is disconnected; blocks the calling thread.
+int tandem_nbd_do_it(int fd);
+/// Asks the kernel client to send NBD_CMD_DISC and stop (NBD_DISCONNECT).
+int tandem_nbd_disconnect(int fd);
+/// Drops the socket from the kernel client after it stopped (NBD_CLEAR_SOCK).
+int tandem_nbd_clear_sock(int fd);
+/// Marks a block device read-only or writable (BLKROSET).
+int tandem_blk_set_ro(int fd, int read_only);
+/// Locks the process's current and future memory (mlockall), so serving writeback never waits
+/// on paging.
+int tandem_lock_memory(void);
+/// Marks the calling thread (and the threads it creates afterwards) an I/O flusher
+/// (PR_SET_IO_FLUSHER): its allocations never recurse into writeback.
+int tandem_set_io_flusher(void);
+/// 1 if the calling thread is an I/O flusher, 0 if not, -1 with errno.
+int tandem_get_io_flusher(void);
+/// A connected pair of Unix stream sockets.
+int tandem_socketpair(int fds[2]);
 #endif

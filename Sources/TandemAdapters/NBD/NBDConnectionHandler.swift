@@ -12,10 +12,17 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
     private var noZeroes = false
     private let backend: NBDBackend
     private let log: @Sendable (String) -> Void
+    /// Requests handed to the backend and not yet answered.
+    private var inFlight = 0
+    /// NBD_CMD_DISC arrived: close once the requests in flight are answered.
+    private var disconnecting = false
 
-    init(backend: NBDBackend, log: @escaping @Sendable (String) -> Void) {
+    /// `transmissionOnly`: the connection starts in the transmission phase (the kernel
+    /// client's ioctl interface, which negotiates nothing on the wire).
+    init(backend: NBDBackend, log: @escaping @Sendable (String) -> Void, transmissionOnly: Bool = false) {
         self.backend = backend
         self.log = log
+        if transmissionOnly { phase = .transmission }
     }
 
     static func greeting(_ allocator: ByteBufferAllocator) -> ByteBuffer {
@@ -101,8 +108,7 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
     }
 
     private var transmissionFlags: UInt16 {
-        var f = NBDProtocol.tfHasFlags | NBDProtocol.tfSendFlush | NBDProtocol.tfSendFUA | NBDProtocol.tfSendTrim
-            | NBDProtocol.tfSendWriteZeroes | NBDProtocol.tfCanMultiConn
+        var f = NBDProtocol.servedFlags
         if !backend.writable { f |= NBDProtocol.tfReadOnly }
         return f
     }
@@ -181,7 +187,8 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
         }
         switch cmd {
         case .disconnect:
-            context.close(promise: nil)
+            disconnecting = true
+            if inFlight == 0 { context.close(promise: nil) }
             return
         case .flush:
             break
@@ -206,8 +213,13 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
                                  length: length, data: data)
         let loop = context.eventLoop
         let boxed = NIOLoopBound(context, eventLoop: loop)
+        inFlight += 1
         backend.handle(request) { [self] r in
-            loop.execute { self.reply(boxed.value, handle: handle, r) }
+            loop.execute {
+                self.reply(boxed.value, handle: handle, r)
+                self.inFlight -= 1
+                if self.disconnecting && self.inFlight == 0 { boxed.value.close(promise: nil) }
+            }
         }
     }
 }

@@ -27,6 +27,9 @@ public enum NBDProtocol {
     public static let tfHasFlags: UInt16 = 1, tfReadOnly: UInt16 = 2, tfSendFlush: UInt16 = 4, tfSendFUA: UInt16 = 8
     public static let tfSendTrim: UInt16 = 32, tfSendWriteZeroes: UInt16 = 64, tfCanMultiConn: UInt16 = 256
 
+    /// What every export offers (read-only is added on a secondary).
+    public static let servedFlags = tfHasFlags | tfSendFlush | tfSendFUA | tfSendTrim | tfSendWriteZeroes | tfCanMultiConn
+
     // Command flags.
     public static let cmdFlagFUA: UInt16 = 1, cmdFlagNoHole: UInt16 = 2
 

@@ -6,6 +6,7 @@ public final class NBDServer: @unchecked Sendable {
     private let group: EventLoopGroup
     private let backend: NBDBackend
     private var channel: Channel?
+    private var attached: [Channel] = []
     private let log: @Sendable (String) -> Void
 
     public init(group: EventLoopGroup, backend: NBDBackend, log: @escaping @Sendable (String) -> Void) {
@@ -32,11 +33,29 @@ public final class NBDServer: @unchecked Sendable {
         channel = try bootstrap.bind(unixDomainSocketPath: unixPath, cleanupExistingSocketFile: true).wait()
     }
 
+    /// Listens on TCP.
     public func listen(host: String, port: Int) throws {
         channel = try bootstrap.bind(host: host, port: port).wait()
     }
 
+    /// Serves an already connected socket in the transmission phase (the kernel client's end
+    /// of a socket pair; see `KernelNBDClient`). Closing the server closes it too.
+    public func serve(connectedSocket: Int32) throws {
+        let backend = self.backend, log = self.log
+        let ch = try ClientBootstrap(group: group)
+            .channelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(NBDConnectionHandler(backend: backend, log: log, transmissionOnly: true)))
+                }
+            }
+            .withConnectedSocket(connectedSocket).wait()
+        attached.append(ch)
+    }
+
     public func close() {
+        for ch in attached { ch.close(promise: nil) }
+        attached = []
         channel?.close(promise: nil)
         channel = nil
     }

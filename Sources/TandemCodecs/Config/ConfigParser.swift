@@ -258,8 +258,8 @@ public struct ConfigParser {
                 }
                 if d.minor == nil, let p = d.path, p.hasPrefix("/dev/drbd"), let m = Int(p.dropFirst(9)) { d.minor = m }
                 guard d.path != nil || d.minor != nil else { throw ConfigError(t.location, "device needs a path or 'minor N'") }
-                if d.minor == nil && !d.isNBDURI {
-                    throw ConfigError(t.location, "cannot derive a minor number from '\(d.path!)'; write 'device \(d.path!) minor N;' or an NBD URI")
+                if d.minor == nil && !d.isNBDURI && !d.isKernelNBD {
+                    throw ConfigError(t.location, "cannot derive a minor number from '\(d.path!)'; write 'device \(d.path!) minor N;', an NBD URI or /dev/nbdN")
                 }
                 v.device = d
             case .word("disk"):

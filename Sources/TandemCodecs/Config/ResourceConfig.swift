@@ -54,8 +54,15 @@ public enum ConfigMetaDisk: Equatable, Sendable {
 public struct ConfigDevice: Equatable, Sendable {
     public var path: String?
     public var minor: Int?
+    public init(path: String? = nil, minor: Int? = nil) { self.path = path; self.minor = minor }
     /// True when `path` is an NBD URI (`nbd://...`, `nbd+unix://...`): a Tandem addition.
     public var isNBDURI: Bool { path.map { $0.hasPrefix("nbd://") || $0.hasPrefix("nbd+unix://") || $0.hasPrefix("nbds://") } ?? false }
+    /// True when `path` is a kernel NBD device (`/dev/nbdN`) the daemon attaches: a Tandem
+    /// addition that, like a URI, needs no DRBD minor.
+    public var isKernelNBD: Bool {
+        guard let p = path, p.hasPrefix("/dev/nbd"), p.count > 8 else { return false }
+        return p.dropFirst(8).allSatisfy(\.isNumber)
+    }
 }
 
 /// One volume of a host: DRBD 8.4 resources may have several (`volume N { ... }`); a resource
