@@ -98,9 +98,11 @@ public final class NodeDaemon: @unchecked Sendable {
             client.start { why in me.loop.execute { me.log("kernel NBD client on \(path) stopped\(why.map { ": \($0)" } ?? "")") } }
         }
         nbd = server
+        // Listen for the peer before answering on the control socket: once `up` returns, the
+        // replication port accepts.
+        try transport.start()
         control = try ControlServer(group: group, path: controlPath, daemon: self)
         try "\(getpid())\n".write(toFile: pidPath, atomically: true, encoding: .utf8)
-        try transport.start()
         try loop.submit {
             self.feed(.admin(token: 0, .connect))
             self.loop.scheduleRepeatedTask(initialDelay: .milliseconds(20), delay: .milliseconds(20)) { _ in
@@ -166,6 +168,8 @@ public final class NodeDaemon: @unchecked Sendable {
     func perform(_ a: EngineAction) {
         switch a {
         case .send(let p, let s): transport.send(p, on: s)
+        case .sendReplicated(let p, let rid):
+            transport.send(p, on: .data) { self.feed(.replicatedSent(requestID: rid)) }
         case .activateExtents(let e):
             let store = self.store
             onDisk { try store.makeHot(e) }.whenFailure { err in self.log("activity log write failed: \(err)") }

@@ -109,7 +109,13 @@ public struct ResourcePlan: Sendable {
         st.resyncRateKiB = UInt32(Self.kib(v("resync-rate", "disk")) ?? 250)
         st.cPlanAhead = UInt32(v("c-plan-ahead", "disk").flatMap { UInt32($0) } ?? 20)
         st.cDelayTarget = UInt32(v("c-delay-target", "disk").flatMap { UInt32($0) } ?? 10)
-        st.cFillTarget = UInt32(Self.sectors(v("c-fill-target", "disk")) ?? 100)
+        // Tandem's one departure from DRBD's defaults: c-fill-target is 0 (the delay-target
+        // mode) unless the file sets it. DRBD's 100 sectors keep 50 KiB in flight per 100 ms
+        // step, which ramps a fast link's resync up slowly (the kernel in ../shared/drbd-vm takes
+        // 13-15 s for 64 MiB); with 0 the controller reaches c-max-rate within about a second.
+        let fill = r.sections.value("c-fill-target", in: "disk") ?? c.common?.value("c-fill-target", in: "disk") ?? "0"
+        st.cFillTarget = UInt32(Self.sectors(fill) ?? 0)
+        st.maxBuffers = Int(v("max-buffers", "net") ?? "") ?? 2048
         st.cMaxRateKiB = UInt32(Self.kib(v("c-max-rate", "disk")) ?? 102_400)
         st.maxEpochSize = Int(v("max-epoch-size", "net") ?? "") ?? 2048
         st.pingIntervalMs = UInt64(v("ping-int", "net").flatMap { UInt64($0) } ?? 10) * 1000

@@ -159,6 +159,8 @@ struct ReplicationSimulation {
     var genEpochs: [[(Int, [UInt64])]] = [[]]
     var genPrimarySentWrites = false
     var settleSteps = 0
+    /// Protocol A packets handed to the simulated socket, reported back on a later step.
+    var sentReports: [[UInt64]] = [[], []]
     var orderChecks = 0
 
     init(seed: UInt64) {
@@ -168,7 +170,8 @@ struct ReplicationSimulation {
         var settings = EngineSettings()
         settings.wireProtocol = wireProtocol
         settings.maxBioSize = 64 * 1024
-        settings.resyncWindowBytes = 128 * 1024
+        settings.maxBuffers = 32
+        settings.cFillTarget = seed % 2 == 0 ? 0 : 100
         let fresh = PersistentState()
         nodes = (0..<2).map { _ in
             SimNode(engine: ReplicationEngine(settings: settings, sizeSectors: UInt64(Self.sectors), persistent: fresh,
@@ -187,6 +190,11 @@ struct ReplicationSimulation {
 
     mutating func perform(_ n: Int, _ a: EngineAction) throws {
         switch a {
+        case .sendReplicated(let p, let rid):
+            guard linkUp else { return }
+            let last = queues[n][.data]!.last?.at ?? 0
+            queues[n][.data]!.append((max(last, nowMs + rng.next() % 20), p.encode(agreedVersion: 101)))
+            sentReports[n].append(rid)
         case .send(let p, let socket):
             guard linkUp else { return }
             let delay = rng.next() % 20
@@ -246,6 +254,7 @@ struct ReplicationSimulation {
     mutating func crash(_ n: Int) throws {
         let wasPrimary = nodes[n].engine.status.role == .primary
         nodes[n].disk.crash(&rng)
+        sentReports[n] = []  // the process is gone (and a new engine numbers requests anew)
         if n != primaryIndex || !wasPrimary { try checkWriteOrder(nodes[n].disk.durable) }
         cut(initiator: n)
         try deliverLost()
@@ -342,6 +351,10 @@ struct ReplicationSimulation {
             cut(initiator: nil)
         } else if workload && r == 93 && rng.chance(0.05) {
             try crash(Int(rng.next() % 2))
+        } else if r >= 94 && r < 97 && sentReports.contains(where: { !$0.isEmpty }) {
+            let n = sentReports[0].isEmpty ? 1 : (sentReports[1].isEmpty ? 0 : Int(rng.next() % 2))
+            let rid = sentReports[n].removeFirst()
+            try feed(n, .replicatedSent(requestID: rid))
         } else {
             nowMs += 1 + rng.next() % 30
             if !linkUp, let at = reconnectAt, nowMs >= at,

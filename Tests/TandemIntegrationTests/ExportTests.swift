@@ -18,7 +18,8 @@ final class RawNBDClient {
     }
     deinit { close(fd) }
 
-    func send(_ b: [UInt8]) { _ = b.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
+    /// MSG_NOSIGNAL: a server that closed on us must fail the test, not kill the test run.
+    func send(_ b: [UInt8]) { _ = b.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
     func receive(_ n: Int) -> [UInt8]? {
         var out = [UInt8](repeating: 0, count: n)
         var got = 0

@@ -109,13 +109,18 @@ public final class PeerTransport: @unchecked Sendable {
         if enabled { scheduleAttempt(after: retryDelay) }
     }
 
-    public func send(_ packet: Packet, on socket: TandemEngine.Socket) {
+    /// Sends a packet; `written` runs (on the loop) once it is in the kernel's socket buffer,
+    /// never if the connection fails first.
+    public func send(_ packet: Packet, on socket: TandemEngine.Socket, written: (@Sendable () -> Void)? = nil) {
         guard isEstablished, let ch = socket == .data ? data : meta, let a = agreed else { return }
         let (prefix, bulk) = packet.encodeParts(agreedVersion: a.version)
         var b = ch.allocator.buffer(capacity: prefix.count + bulk.count)
         b.writeBytes(prefix)
         b.writeBytes(bulk)
-        ch.writeAndFlush(b, promise: nil)
+        guard let written else { ch.writeAndFlush(b, promise: nil); return }
+        let promise = ch.eventLoop.makePromise(of: Void.self)
+        promise.futureResult.whenSuccess { written() }
+        ch.writeAndFlush(b, promise: promise)
     }
 
     private func write(_ ch: Channel, _ bytes: [UInt8]) {

@@ -19,6 +19,8 @@ public enum EngineEvent: Sendable {
     case appFlush(id: UInt64)
     /// A disk operation the engine asked for has finished.
     case diskDone(token: UInt64, result: DiskResult)
+    /// The packet of a `.sendReplicated` action is in the kernel's socket buffer.
+    case replicatedSent(requestID: UInt64)
     case tick(nowMs: UInt64)
     /// An operator verb; the engine answers with `.adminDone(token, ...)`.
     case admin(token: UInt64, AdminCommand)
@@ -50,6 +52,10 @@ public enum DiskOperation: Sendable, Equatable {
 /// What the engine asks the outside world to do, in order.
 public enum EngineAction: Sendable {
     case send(Packet, on: Socket)
+    /// Protocol A's P_DATA (or trim) on the data socket: report `.replicatedSent` once it is in
+    /// the socket buffer. Until then the write is not complete, so a slow link holds the
+    /// application back instead of filling memory.
+    case sendReplicated(Packet, requestID: UInt64)
     /// Must be durable in the activity log before any later disk write is issued.
     case activateExtents([UInt32])
     case disk(token: UInt64, DiskOperation)
@@ -99,8 +105,14 @@ public struct EngineSettings: Sendable, Equatable {
     public var pingTimeoutMs: UInt64 = 500
     /// ko-count × timeout: a write the peer does not finish in this time drops the link.
     public var requestTimeoutMs: UInt64 = 42_000
-    /// Resync bytes in flight at most (the controller's fill target on a fast link).
-    public var resyncWindowBytes = 16 << 20
+    /// net max-buffers (pages of 4 KiB): a SyncTarget keeps at most this much resync data in
+    /// flight, whatever the controller asks.
+    public var maxBuffers = 2048
+    /// The resync controller's parameters from these settings.
+    public var controller: ResyncController.Parameters {
+        .init(resyncRateKiB: resyncRateKiB, planAhead: cPlanAhead, delayTarget: cDelayTarget, fillTarget: cFillTarget,
+              maxRateKiB: cMaxRateKiB)
+    }
     public init() {}
 }
 

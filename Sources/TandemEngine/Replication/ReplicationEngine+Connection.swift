@@ -102,6 +102,13 @@ extension ReplicationEngine {
         case .pingAck: link?.pingSentMs = nil
         case .protocolSettings(let s, let update): if !update { checkProtocol(s) }
         case .syncParam(let s, _):
+            if let c = s.controller {
+                link?.peerController = .init(resyncRateKiB: s.resyncRate, planAhead: c.planAhead, delayTarget: c.delayTarget,
+                                             fillTarget: c.fillTarget, maxRateKiB: c.maxRate)
+            } else {
+                // Before protocol 95 there is only a rate: DRBD's fixed-rate resync.
+                link?.peerController = .init(resyncRateKiB: s.resyncRate, planAhead: 0, delayTarget: 0, fillTarget: 0, maxRateKiB: s.resyncRate)
+            }
             if conn == .wfReportParams && (s.verifyAlg != settings.verifyAlg || s.csumsAlg != settings.csumsAlg) {
                 fail("Different verify-alg or csums-alg settings (peer: \"\(s.verifyAlg)\"/\"\(s.csumsAlg)\")", standAlone: true)
             }

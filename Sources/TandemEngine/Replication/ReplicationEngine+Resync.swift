@@ -16,8 +16,19 @@ struct ResyncState: Sendable {
     /// overwrote meanwhile (the reply must not put older data over them).
     var inFlight: [UInt64: (size: UInt32, overwritten: Set<UInt64>, writesLeft: Int)] = [:]
     var inFlightBytes = 0
-    var budgetBytes = 0
-    var lastTickMs: UInt64
+    /// The target's controller, the 4 KiB blocks its last step allows still, the sectors that
+    /// arrived since that step, and when it ran.
+    var controller: ResyncController?
+    var allowanceBlocks = 0
+    var arrivedSectors = 0
+    var lastStepMs: UInt64
+    var startMs: UInt64 = 0
+
+    /// DRBD's summary: "(total N sec; M K/sec)".
+    func summary(nowMs: UInt64) -> String {
+        let seconds = max(1, (nowMs &- startMs) / 1000)
+        return "(total \(seconds) sec; \(totalBits * 4 / seconds) K/sec)"
+    }
     var finalFlushIssued = false
 }
 
@@ -107,7 +118,7 @@ extension ReplicationEngine {
         send(.syncUUID(syncUUID))
         conn = .syncSource
         peerDisk = .inconsistent
-        resync = ResyncState(isSource: true, totalBits: bitmap.setCount, lastTickMs: nowMs)
+        resync = ResyncState(isSource: true, totalBits: bitmap.setCount, lastStepMs: nowMs, startMs: nowMs)
         log("Began resync as SyncSource (will sync \(bitmap.setCount * 4) KB)")
         sendState()
     }
@@ -121,31 +132,42 @@ extension ReplicationEngine {
         conn = .syncTarget
         disk = .inconsistent
         peerDisk = .upToDate
-        resync = ResyncState(isSource: false, totalBits: bitmap.setCount, budgetBytes: settings.resyncWindowBytes,
-                             lastTickMs: nowMs)
+        let parameters = link?.peerController ?? settings.controller
+        resync = ResyncState(isSource: false, totalBits: bitmap.setCount, controller: ResyncController(parameters),
+                             lastStepMs: nowMs, startMs: nowMs)
         log("Began resync as SyncTarget (will sync \(bitmap.setCount * 4) KB)")
         sendState()
-        requestResyncBlocks()
+        resyncStep()
     }
 
     // MARK: target side
 
-    var resyncRateKiB: UInt64 { UInt64(settings.cPlanAhead > 0 ? settings.cMaxRateKiB : settings.resyncRateKiB) }
-
+    /// Runs the resync controller every 100 ms of the engine's clock.
     mutating func resyncTick() {
-        guard var r = resync, !r.isSource, conn == .syncTarget else { return }
-        let dt = nowMs &- r.lastTickMs
-        r.lastTickMs = nowMs
-        r.budgetBytes = min(r.budgetBytes + Int(resyncRateKiB * 1024 * dt / 1000), 2 * settings.resyncWindowBytes)
+        guard let r = resync, !r.isSource, conn == .syncTarget, nowMs &- r.lastStepMs >= ResyncController.stepMs else { return }
+        resyncStep()
+    }
+
+    /// One controller step: what arrived since the last one in, the allowance for this one out.
+    mutating func resyncStep() {
+        guard var r = resync, !r.isSource, var c = r.controller else { return }
+        // A late tick (a stalled loop) counts as one step, not many: the controller plans in steps.
+        r.lastStepMs = nowMs
+        r.allowanceBlocks = c.step(arrived: r.arrivedSectors) / 8
+        r.arrivedSectors = 0
+        r.controller = c
         resync = r
         requestResyncBlocks()
     }
 
+    /// Requests dirty blocks within the step's allowance and the max-buffers cap.
     mutating func requestResyncBlocks() {
         guard var r = resync, !r.isSource, conn == .syncTarget, link != nil else { return }
         let maxBits = UInt64(settings.maxBioSize / 4096)
+        let cap = settings.maxBuffers * 4096
+        var requestedBlocks = 0
         var wrapped = false
-        while r.inFlightBytes < settings.resyncWindowBytes && r.budgetBytes > 0 {
+        while r.inFlightBytes < cap && r.allowanceBlocks > 0 {
             guard let start = bitmap.nextSet(from: r.cursor) else {
                 if wrapped || r.cursor == 0 { break }
                 r.cursor = 0; wrapped = true; continue
@@ -162,10 +184,13 @@ extension ReplicationEngine {
             let size = UInt32(min((end - start) * 4096, sizeBytes - start * 4096))
             r.inFlight[sector] = (size, [], 0)
             r.inFlightBytes += Int(size)
-            r.budgetBytes -= Int(size)
+            let blocks = Int(end - start)
+            r.allowanceBlocks -= blocks
+            requestedBlocks += blocks
             r.cursor = end
             send(.blockRequest(.rsDataRequest, BlockRequest(sector: sector, blockID: BlockRequest.syncerID, size: size), digest: []))
         }
+        r.controller?.requested(requestedBlocks * 8)
         resync = r
         maybeFinishResyncAsTarget()
     }
@@ -202,6 +227,7 @@ extension ReplicationEngine {
         }
         v.writesLeft = runs.count
         r.inFlight[h.sector] = v
+        r.arrivedSectors += data.count / 512
         resync = r
         for (s, e) in runs {
             let lo = Int((s - first) * 4096), hi = min(Int((e - first) * 4096), data.count)
@@ -258,13 +284,14 @@ extension ReplicationEngine {
             persistent.current = p.current & ~1
             persistent.history1 = persistent.history0; persistent.history0 = persistent.bitmap; persistent.bitmap = 0
         }
+        let summary = resync?.summary(nowMs: nowMs) ?? ""
         resync = nil
         conn = .connected
         disk = .upToDate
         persistent.consistent = true
         persistent.wasUpToDate = true
         persist()
-        log("Resync done (target): disk UpToDate")
+        log("Resync done \(summary) (target): disk UpToDate")
         sendUUIDs()
         sendState()
     }
@@ -315,7 +342,7 @@ extension ReplicationEngine {
     }
 
     mutating func finishResyncAsSource() {
-        guard resync?.isSource == true else { return }
+        guard let r = resync, r.isSource else { return }
         resync = nil
         persistent.history1 = persistent.history0
         persistent.history0 = persistent.bitmap
@@ -324,7 +351,7 @@ extension ReplicationEngine {
         conn = .connected
         peerDisk = .upToDate
         if bitmap.setCount > 0 { log("resync finished with \(bitmap.setCount) bits still set") }
-        log("Resync done (source)")
+        log("Resync done \(r.summary(nowMs: nowMs)) (source)")
         sendState()
     }
 }

@@ -94,14 +94,23 @@ extension ReplicationEngine {
         switch settings.wireProtocol {
         case 2: flags |= DataFlags.sendReceiveAck; r.peerPending = true
         case 3: flags |= DataFlags.sendWriteAck; r.peerPending = true
-        default: break
+        default: r.peerPending = true  // A: until the packet is in the socket buffer
         }
         if conn.isSyncing { flags |= DataFlags.maySetInSync | DataFlags.sendWriteAck }
         r.epoch = currentEpoch
         r.sentAtMs = nowMs
         requests[rid] = r
         epochWrites += 1
-        send(packet(DataHeader(sector: r.offset / 512, blockID: rid, seqNum: nextSeq(), flags: flags)))
+        let p = packet(DataHeader(sector: r.offset / 512, blockID: rid, seqNum: nextSeq(), flags: flags))
+        if settings.wireProtocol == 1 { emit(.sendReplicated(p, requestID: rid)) } else { send(p) }
+    }
+
+    /// Protocol A: the write's packet left for the peer; with the local write done, it completes.
+    mutating func onReplicatedSent(_ rid: UInt64) {
+        guard settings.wireProtocol == 1, link != nil, var r = requests[rid], r.peerPending else { return }
+        r.peerPending = false
+        requests[rid] = r
+        maybeComplete(rid)
     }
 
     /// Ends the current epoch with a P_BARRIER if it holds writes.

@@ -79,6 +79,7 @@ public struct ReplicationEngine: Sendable {
             onAppZero(id: id, offset: offset, length: length, discard: discard, fua: fua)
         case .appFlush(let id): onAppFlush(id: id)
         case .diskDone(let token, let result): onDiskDone(token, result)
+        case .replicatedSent(let rid): onReplicatedSent(rid)
         case .admin(let token, let cmd): onAdmin(token, cmd)
         }
         checkDrained()
@@ -214,6 +215,9 @@ struct LinkState: Sendable {
     var peerBitsSet: UInt64 = 0
     var peerUUIDFlags: UInt64 = 0
     var peerSizes: Sizes?
+    /// The peer's resync controller values (P_SYNC_PARAM): as in DRBD, the receiver adopts
+    /// them, so they drive this node's resync when it is the SyncTarget.
+    var peerController: ResyncController.Parameters?
 }
 
 /// The secondary's receiving side: the current epoch and the barrier being completed.
