@@ -11,9 +11,6 @@ int tandem_blk_zeroout(int fd, uint64_t offset, uint64_t length);
 int tandem_punch_hole(int fd, uint64_t offset, uint64_t length);
 int tandem_open(const char *path, int flags, int mode);
 int tandem_o_direct(void);
-/// One write that is durable when it returns, without flushing anything else of the file
-/// (pwritev2 with RWF_DSYNC: a FUA write). Returns bytes written or -1 with errno.
-long tandem_pwrite_dsync(int fd, const void *buf, unsigned long len, uint64_t offset);
 /// Keeps buffers up to 64 MiB on the heap and the heap from shrinking (mallopt).
 void tandem_keep_large_buffers_on_heap(void);
 

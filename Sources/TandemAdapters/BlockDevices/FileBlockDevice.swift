@@ -115,41 +115,6 @@ public final class FileBlockDevice: BlockDevice, @unchecked Sendable {
         guard fdatasync(fd) == 0 else { throw .io(path: path, operation: "fdatasync", errno: errno) }
     }
 
-    /// pwritev2 with RWF_DSYNC: only this range is written back and the device cache flushed,
-    /// instead of fdatasync writing back every dirty page of the file. Falls back to write and
-    /// fdatasync where the kernel or filesystem does not take the flag.
-    public func writeDurably(from buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(BlockDeviceError) {
-        let fd = try liveFD()
-        guard !options.readOnly else { throw .readOnly(path: path) }
-        try checkRange(offset: offset, length: UInt64(buffer.count), aligned: options.direct)
-        if options.direct && !isAligned(buffer.baseAddress) {
-            let bounce = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.count, alignment: 4096)
-            defer { bounce.deallocate() }
-            bounce.copyMemory(from: buffer)
-            try writeDurablyFully(fd, UnsafeRawBufferPointer(bounce), offset)
-            return
-        }
-        try writeDurablyFully(fd, buffer, offset)
-    }
-
-    private func writeDurablyFully(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, _ offset: UInt64) throws(BlockDeviceError) {
-        var done = 0
-        while done < buffer.count {
-            let n = tandem_pwrite_dsync(fd, buffer.baseAddress! + done, UInt(buffer.count - done), offset + UInt64(done))
-            if n < 0 {
-                let e = errno
-                if e == EINTR { continue }
-                if e == EOPNOTSUPP || e == EINVAL || e == ENOSYS {
-                    try writeFully(fd, UnsafeRawBufferPointer(rebasing: buffer[done...]), offset + UInt64(done))
-                    try flush()
-                    return
-                }
-                throw .io(path: path, operation: "durable write at \(offset + UInt64(done))", errno: e)
-            }
-            done += n
-        }
-    }
-
     public func discard(at offset: UInt64, length: UInt64) throws(BlockDeviceError) {
         let fd = try liveFD()
         guard !options.readOnly else { throw .readOnly(path: path) }
