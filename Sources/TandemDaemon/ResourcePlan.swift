@@ -116,6 +116,7 @@ public struct ResourcePlan: Sendable {
         let fill = r.sections.value("c-fill-target", in: "disk") ?? c.common?.value("c-fill-target", in: "disk") ?? "0"
         st.cFillTarget = UInt32(Self.sectors(fill) ?? 0)
         st.maxBuffers = Int(v("max-buffers", "net") ?? "") ?? 2048
+        st.diskFlushes = v("disk-flushes", "disk") != "no"
         st.cMaxRateKiB = UInt32(Self.kib(v("c-max-rate", "disk")) ?? 102_400)
         st.maxEpochSize = Int(v("max-epoch-size", "net") ?? "") ?? 2048
         st.pingIntervalMs = UInt64(v("ping-int", "net").flatMap { UInt64($0) } ?? 10) * 1000

@@ -23,6 +23,8 @@ struct SimRandom: RandomNumberGenerator {
 struct SimDisk {
     var volatile: [UInt64]
     var durable: [UInt64]
+    /// A write cache that survives power loss (battery-backed): completed writes are durable.
+    var nonVolatileCache = false
     /// Completed writes not yet flushed: issue number, start sector, stamps; in completion order.
     var unflushed: [(seq: Int, start: Int, stamps: [UInt64])] = []
     var queue: [(token: UInt64, op: DiskOperation, seq: Int)] = []
@@ -80,6 +82,7 @@ struct SimDisk {
         case .write(let o, let d, let fua):
             let s = Int(o / 512), st = SimDisk.stamps(d)
             volatile.replaceSubrange(s..<s + st.count, with: st)
+            if nonVolatileCache { durable.replaceSubrange(s..<s + st.count, with: st); return (token, .ok) }
             if fua && !unflushed.contains(where: { $0.start < s + st.count && s < $0.start + $0.stamps.count }) {
                 durable.replaceSubrange(s..<s + st.count, with: st)
             } else {
@@ -89,6 +92,7 @@ struct SimDisk {
         case .zero(let o, let l, _):
             let s = Int(o / 512), st = [UInt64](repeating: 0, count: Int(l / 512))
             volatile.replaceSubrange(s..<s + st.count, with: st)
+            if nonVolatileCache { durable.replaceSubrange(s..<s + st.count, with: st); return (token, .ok) }
             unflushed.append((seq, s, st))
             return (token, .ok)
         case .read(let o, let l):
@@ -159,6 +163,10 @@ struct ReplicationSimulation {
     var genEpochs: [[(Int, [UInt64])]] = [[]]
     var genPrimarySentWrites = false
     var settleSteps = 0
+    var drainOrdering = false
+    /// Per node: barrier acks sent and disk flushes issued (drain ordering issues fewer flushes
+    /// than it acknowledges barriers; flush ordering at least as many).
+    var barrierAcksSent = [0, 0], flushesIssued = [0, 0]
     /// Protocol A packets handed to the simulated socket, reported back on a later step.
     var sentReports: [[UInt64]] = [[], []]
     var orderChecks = 0
@@ -172,6 +180,9 @@ struct ReplicationSimulation {
         settings.maxBioSize = 64 * 1024
         settings.maxBuffers = 32
         settings.cFillTarget = seed % 2 == 0 ? 0 : 100
+        // Every fifth seed: no-disk-flushes (drain write ordering) on battery-backed disks.
+        drainOrdering = seed % 5 == 3
+        settings.diskFlushes = !drainOrdering
         let fresh = PersistentState()
         nodes = (0..<2).map { _ in
             SimNode(engine: ReplicationEngine(settings: settings, sizeSectors: UInt64(Self.sectors), persistent: fresh,
@@ -179,6 +190,7 @@ struct ReplicationSimulation {
                     disk: SimDisk(sectors: Self.sectors), persisted: fresh,
                     persistedBitmap: OutOfSyncBitmap(bitCount: UInt64(Self.sectors / 8)))
         }
+        for n in 0..<2 { nodes[n].disk.nonVolatileCache = drainOrdering }
         nodes[0].engine.entropy = seed
         nodes[1].engine.entropy = ~seed
     }
@@ -197,11 +209,14 @@ struct ReplicationSimulation {
             sentReports[n].append(rid)
         case .send(let p, let socket):
             guard linkUp else { return }
+            if case .barrierAck = p { barrierAcksSent[n] += 1 }
             let delay = rng.next() % 20
             let last = queues[n][socket]!.last?.at ?? 0
             queues[n][socket]!.append((max(last, nowMs + delay), p.encode(agreedVersion: 101)))
         case .activateExtents(let e): nodes[n].activated.formUnion(e)
-        case .disk(let token, let op): nodes[n].disk.submit(token, op)
+        case .disk(let token, let op):
+            if case .flush = op { flushesIssued[n] += 1 }
+            nodes[n].disk.submit(token, op)
         case .completeApp(let id, let error):
             guard let o = outstanding.removeValue(forKey: id) else { throw SimFailure(description: "completion for unknown app id \(id)") }
             if error == nil && !o.isFlush && wireProtocol == 3, let g = o.sentGeneration, g == generation, linkUp {

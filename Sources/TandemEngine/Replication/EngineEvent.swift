@@ -105,6 +105,10 @@ public struct EngineSettings: Sendable, Equatable {
     public var pingTimeoutMs: UInt64 = 500
     /// ko-count × timeout: a write the peer does not finish in this time drops the link.
     public var requestTimeoutMs: UInt64 = 42_000
+    /// disk-flushes: the secondary flushes its disk before it acknowledges a barrier. With
+    /// `no-disk-flushes` (DRBD's "drain" write ordering, for disks whose write cache survives a
+    /// power loss) it only waits for the epoch's writes to complete.
+    public var diskFlushes = true
     /// net max-buffers (pages of 4 KiB): a SyncTarget keeps at most this much resync data in
     /// flight, whatever the controller asks.
     public var maxBuffers = 2048

@@ -76,6 +76,7 @@ extension ReplicationEngine {
         // hot ones in its LRU, so an extent it evicted is logged again before the next write.
         emit(.activateExtents(extents))
         requests[rid] = Request(appID: appID, offset: offset, length: length, sentAtMs: nowMs)
+        appCalls[appID, default: (0, nil)].left += 1
         if !replicating {
             setBits(offset: offset, length: length)
             // During the bitmap exchange the peer learns of the write as out of sync.
@@ -137,10 +138,14 @@ extension ReplicationEngine {
         if !r.completed && r.localDone && !r.peerPending {
             r.completed = true
             requests[rid] = r
-            let siblings = requests.values.filter { $0.appID == r.appID && !$0.completed }
-            if siblings.isEmpty {
-                let err = requests.values.filter { $0.appID == r.appID }.compactMap(\.localError).first
-                emit(.completeApp(id: r.appID, error: err.map { "local disk: \($0)" }))
+            var call = appCalls[r.appID] ?? (1, nil)
+            call.left -= 1
+            call.error = call.error ?? r.localError
+            if call.left == 0 {
+                appCalls[r.appID] = nil
+                emit(.completeApp(id: r.appID, error: call.error.map { "local disk: \($0)" }))
+            } else {
+                appCalls[r.appID] = call
             }
             if r.epoch == currentEpoch { closeEpoch() }
         }

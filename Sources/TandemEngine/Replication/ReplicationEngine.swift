@@ -29,6 +29,9 @@ public struct ReplicationEngine: Sendable {
 
     // Primary side: requests (the transfer log) and epochs.
     var requests: [UInt64: Request] = [:]
+    /// Per application call: its requests not yet completed and the first local error, so a call
+    /// completes in constant time when its last piece does.
+    var appCalls: [UInt64: (left: Int, error: String?)] = [:]
     var nextRequestID: UInt64 = 1
     var currentEpoch: UInt32 = 1
     var epochWrites = 0
