@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
@@ -53,3 +54,17 @@ int tandem_lock_memory(void) { return mlockall(MCL_CURRENT | MCL_FUTURE); }
 int tandem_set_io_flusher(void) { return prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0); }
 int tandem_get_io_flusher(void) { return prctl(PR_GET_IO_FLUSHER, 0, 0, 0, 0); }
 int tandem_socketpair(int fds[2]) { return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds); }
+
+long tandem_pwrite_dsync(int fd, const void *buf, unsigned long len, uint64_t offset) {
+#ifdef RWF_DSYNC
+    struct iovec v = { (void *)buf, len };
+    return (long)pwritev2(fd, &v, 1, (off_t)offset, RWF_DSYNC);
+#else
+    errno = EOPNOTSUPP;
+    return -1;
+#endif
+}
+
+int tandem_start_writeback(int fd, uint64_t offset, uint64_t length) {
+    return sync_file_range(fd, (off64_t)offset, (off64_t)length, SYNC_FILE_RANGE_WRITE);
+}

@@ -46,4 +46,23 @@ func tempFile(size: Int) -> String {
         try d.write(block, at: 8192) // Swift arrays are not 4 KiB aligned: bounced
         #expect(try d.read(at: 8192, count: 4096) == block)
     }
+
+    /// The FUA write (pwritev2 RWF_DSYNC) reads back, checks its range like any write, and
+    /// takes unaligned buffers under O_DIRECT (bounced).
+    @Test func durableWritesReadBack() throws {
+        let path = tempFile(size: 1 << 20)
+        defer { unlink(path) }
+        let d = try FileBlockDevice(path: path)
+        let block = (0..<4096).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        try d.writeDurably(block, at: 12288)
+        #expect(try d.read(at: 12288, count: 4096) == block)
+        #expect(throws: BlockDeviceError.outOfRange(path: path, offset: (1 << 20) - 2048, length: 4096, size: 1 << 20)) {
+            try d.writeDurably(block, at: (1 << 20) - 2048)
+        }
+        d.close()
+        let direct = try FileBlockDevice(path: path, options: .init(direct: true))
+        #expect(throws: BlockDeviceError.self) { try direct.writeDurably([1, 2, 3], at: 0) }
+        try direct.writeDurably(block.reversed(), at: 4096)
+        #expect(try direct.read(at: 4096, count: 4096) == block.reversed())
+    }
 }

@@ -11,6 +11,11 @@ int tandem_blk_zeroout(int fd, uint64_t offset, uint64_t length);
 int tandem_punch_hole(int fd, uint64_t offset, uint64_t length);
 int tandem_open(const char *path, int flags, int mode);
 int tandem_o_direct(void);
+/// One write that is durable when it returns, without flushing anything else of the file
+/// (pwritev2 with RWF_DSYNC: a FUA write). Returns bytes written or -1 with errno.
+long tandem_pwrite_dsync(int fd, const void *buf, unsigned long len, uint64_t offset);
+/// Starts writing back a range of a file's dirty pages without waiting (sync_file_range).
+int tandem_start_writeback(int fd, uint64_t offset, uint64_t length);
 /// Keeps buffers up to 64 MiB on the heap and the heap from shrinking (mallopt).
 void tandem_keep_large_buffers_on_heap(void);
 

@@ -15,6 +15,9 @@ public protocol BlockDevice: AnyObject {
     func write(from buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(BlockDeviceError)
     /// Makes every completed write durable (fdatasync).
     func flush() throws(BlockDeviceError)
+    /// Writes all of `buffer` at `offset`, durable on return (a FUA write); other writes are
+    /// not made durable by it. Meta-data (activity log, bitmap pages) is written this way.
+    func writeDurably(from buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(BlockDeviceError)
     /// Tells the device a range no longer holds data; it may read back as anything until written.
     func discard(at offset: UInt64, length: UInt64) throws(BlockDeviceError)
     /// Makes a range read back as zeros.
@@ -24,6 +27,21 @@ public protocol BlockDevice: AnyObject {
 }
 
 extension BlockDevice {
+    /// Without a FUA write: write, then flush everything (stronger than asked, never weaker).
+    public func writeDurably(from buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(BlockDeviceError) {
+        try write(from: buffer, at: offset)
+        try flush()
+    }
+
+    /// Writes `bytes` at `offset`, durable on return.
+    public func writeDurably(_ bytes: [UInt8], at offset: UInt64) throws(BlockDeviceError) {
+        var failure: BlockDeviceError?
+        bytes.withUnsafeBytes { buf in
+            do throws(BlockDeviceError) { try writeDurably(from: buf, at: offset) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
     /// Reads `count` bytes at `offset` into a new array.
     public func read(at offset: UInt64, count: Int) throws(BlockDeviceError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)

@@ -217,15 +217,16 @@ public final class MetaDataStore: @unchecked Sendable {
             if !plan.evicted.isEmpty {
                 let pages = Set(plan.evicted.map { OutOfSyncBitmap.page(ofExtent: $0) }).intersection(bitmap.dirtyPages)
                 if !pages.isEmpty {
-                    for p in pages.sorted() { try device.write(bitmap.pageBytes(p), at: layout.bitmapOffset + UInt64(p) * 4096) }
-                    try device.flush()
+                    // Durable before the transaction that drops the extents from the log.
+                    for p in pages.sorted() { try device.writeDurably(bitmap.pageBytes(p), at: layout.bitmapOffset + UInt64(p) * 4096) }
                     bitmap.markPagesWritten(pages)
                 }
             }
+            // Each transaction is durable before the data writes it covers are issued: a FUA
+            // write each, so the data already written is not forced out with them.
             for t in activityLog.commit(plan) {
-                try device.write(t.encode(), at: layout.alBlockOffset(forTransaction: t.transactionNumber))
+                try device.writeDurably(t.encode(), at: layout.alBlockOffset(forTransaction: t.transactionNumber))
             }
-            try device.flush()
         } catch {
             isOpen = false
             throw .device(error)
