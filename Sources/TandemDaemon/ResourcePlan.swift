@@ -118,6 +118,7 @@ public struct ResourcePlan: Sendable {
         st.maxBuffers = Int(v("max-buffers", "net") ?? "") ?? 2048
         st.diskFlushes = v("disk-flushes", "disk") != "no"
         st.cMaxRateKiB = UInt32(Self.kib(v("c-max-rate", "disk")) ?? 102_400)
+        st.cMinRateKiB = UInt32(Self.kib(v("c-min-rate", "disk")) ?? 250)
         st.maxEpochSize = Int(v("max-epoch-size", "net") ?? "") ?? 2048
         st.pingIntervalMs = UInt64(v("ping-int", "net").flatMap { UInt64($0) } ?? 10) * 1000
         st.pingTimeoutMs = UInt64(v("ping-timeout", "net").flatMap { UInt64($0) } ?? 5) * 100

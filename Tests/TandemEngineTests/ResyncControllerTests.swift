@@ -72,4 +72,25 @@ import Testing
         c.requested(1_000_000)                        // far more in flight than wanted
         for _ in 0..<50 { #expect(c.step(arrived: 8) >= 0) }
     }
+
+    @Test func cMinRateYieldsToApplicationWritesButNotBelowIt() {
+        var t = ResyncThrottle(minRateKiB: 250)
+        // Resync at 1000 sectors per step (5000 KiB/s), no application I/O: never slowed.
+        for _ in 0..<30 { let slowed = t.shouldSlowDown(arrived: 1000); #expect(!slowed) }
+        // Application writes (more than 64 sectors): this step requests nothing.
+        t.noteOtherIO(sectors: 128)
+        let busy = t.shouldSlowDown(arrived: 1000); #expect(busy)
+        // 64 sectors or fewer are noise, as in DRBD.
+        t.noteOtherIO(sectors: 64)
+        let noise = t.shouldSlowDown(arrived: 1000); #expect(!noise)
+        // Below c-min-rate (3 s averaging 40 sectors per step = 200 KiB/s) the resync goes on.
+        var slow = ResyncThrottle(minRateKiB: 250)
+        for _ in 0..<30 { _ = slow.shouldSlowDown(arrived: 40) }
+        slow.noteOtherIO(sectors: 4096)
+        let belowMin = slow.shouldSlowDown(arrived: 40); #expect(!belowMin)
+        // c-min-rate 0: never slowed.
+        var off = ResyncThrottle(minRateKiB: 0)
+        off.noteOtherIO(sectors: 4096)
+        let disabled = off.shouldSlowDown(arrived: 100_000); #expect(!disabled)
+    }
 }

@@ -99,6 +99,8 @@ public struct EngineSettings: Sendable, Equatable {
     public var resyncRateKiB: UInt32 = 250
     public var cPlanAhead: UInt32 = 20, cDelayTarget: UInt32 = 10, cFillTarget: UInt32 = 100
     public var cMaxRateKiB: UInt32 = 102_400
+    /// c-min-rate (KiB/s): the resync yields to application writes down to this rate; 0 = never.
+    public var cMinRateKiB: UInt32 = 250
     public var maxBioSize: UInt32 = 1 << 20
     public var maxEpochSize = 2048
     public var pingIntervalMs: UInt64 = 10_000

@@ -51,7 +51,10 @@ extension ReplicationEngine {
             send(.blockAck(.negAck, BlockAck(sector: h.sector, blockID: h.blockID, size: size, seqNum: nextSeq())), .meta)
             return
         }
-        if resync != nil { resyncNoteOverwrite(offset: offset, length: UInt64(size)) }
+        if resync != nil {
+            resyncNoteOverwrite(offset: offset, length: UInt64(size))
+            resync?.throttle?.noteOtherIO(sectors: Int(size / 512))
+        }
         inbound.pending += 1
         diskOp(op, .peerWrite(generation: linkGeneration, ack: ackCmd, sector: h.sector, blockID: h.blockID,
                               size: size, clearsBits: clears))

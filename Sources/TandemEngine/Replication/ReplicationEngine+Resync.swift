@@ -19,6 +19,7 @@ struct ResyncState: Sendable {
     /// The target's controller, the 4 KiB blocks its last step allows still, the sectors that
     /// arrived since that step, and when it ran.
     var controller: ResyncController?
+    var throttle: ResyncThrottle?
     var allowanceBlocks = 0
     var arrivedSectors = 0
     var lastStepMs: UInt64
@@ -134,7 +135,7 @@ extension ReplicationEngine {
         peerDisk = .upToDate
         let parameters = link?.peerController ?? settings.controller
         resync = ResyncState(isSource: false, totalBits: bitmap.setCount, controller: ResyncController(parameters),
-                             lastStepMs: nowMs, startMs: nowMs)
+                             throttle: ResyncThrottle(minRateKiB: settings.cMinRateKiB), lastStepMs: nowMs, startMs: nowMs)
         log("Began resync as SyncTarget (will sync \(bitmap.setCount * 4) KB)")
         sendState()
         resyncStep()
@@ -154,6 +155,7 @@ extension ReplicationEngine {
         // A late tick (a stalled loop) counts as one step, not many: the controller plans in steps.
         r.lastStepMs = nowMs
         r.allowanceBlocks = c.step(arrived: r.arrivedSectors) / 8
+        if r.throttle?.shouldSlowDown(arrived: r.arrivedSectors) == true { r.allowanceBlocks = 0 }
         r.arrivedSectors = 0
         r.controller = c
         resync = r

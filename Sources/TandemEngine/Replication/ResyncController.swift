@@ -73,3 +73,30 @@ public struct ResyncController: Sendable, Equatable {
     /// Sectors actually requested after a step (possibly fewer than it allowed).
     public mutating func requested(_ sectors: Int) { inFlightSectors += sectors }
 }
+
+/// c-min-rate: while the application writes, the resync yields to it, but never below
+/// c-min-rate. As DRBD's check before each resync request: when more than 64 sectors of other
+/// I/O happened since the last look and the resync ran faster than c-min-rate over the last
+/// 3 seconds, this step requests nothing. c-min-rate 0 turns it off.
+public struct ResyncThrottle: Sendable, Equatable {
+    public let minRateKiB: UInt32
+    /// Sectors that arrived in each of the last 30 steps (3 s).
+    private var window: [Int] = []
+    private var otherSectors = 0
+
+    public init(minRateKiB: UInt32) { self.minRateKiB = minRateKiB }
+
+    /// Application (non-resync) I/O of `sectors` on this disk.
+    public mutating func noteOtherIO(sectors: Int) { otherSectors += sectors }
+
+    /// Called once per controller step with the resync sectors that arrived in it; true when
+    /// this step should request nothing.
+    public mutating func shouldSlowDown(arrived: Int) -> Bool {
+        window.append(arrived)
+        if window.count > 30 { window.removeFirst(window.count - 30) }
+        defer { otherSectors = 0 }
+        guard minRateKiB > 0, otherSectors > 64 else { return false }
+        let kibPerSecond = window.reduce(0, +) / 2 * 10 / window.count
+        return kibPerSecond > Int(minRateKiB)
+    }
+}
