@@ -15,7 +15,6 @@
 
 #ifndef PR_SET_IO_FLUSHER
 #define PR_SET_IO_FLUSHER 57
-#define PR_GET_IO_FLUSHER 58
 #endif
 
 int tandem_blk_getsize64(int fd, uint64_t *bytes) { return ioctl(fd, BLKGETSIZE64, bytes); }
@@ -52,7 +51,6 @@ int tandem_nbd_clear_sock(int fd) { return ioctl(fd, NBD_CLEAR_SOCK); }
 int tandem_blk_set_ro(int fd, int read_only) { return ioctl(fd, BLKROSET, &read_only); }
 int tandem_lock_memory(void) { return mlockall(MCL_CURRENT | MCL_FUTURE); }
 int tandem_set_io_flusher(void) { return prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0); }
-int tandem_get_io_flusher(void) { return prctl(PR_GET_IO_FLUSHER, 0, 0, 0, 0); }
 int tandem_socketpair(int fds[2]) { return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds); }
 
 long tandem_pwrite_dsync(int fd, const void *buf, unsigned long len, uint64_t offset) {

@@ -15,9 +15,6 @@ public enum WritebackSafety {
             throw WritebackSafetyError(what: "prctl(PR_SET_IO_FLUSHER)", errno: errno)
         }
     }
-
-    /// Whether the calling thread is an I/O flusher.
-    public static var isIOFlusher: Bool { tandem_get_io_flusher() == 1 }
 }
 
 /// Locking memory or becoming an I/O flusher failed (both need root: CAP_IPC_LOCK and

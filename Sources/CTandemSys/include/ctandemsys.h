@@ -36,8 +36,6 @@ int tandem_lock_memory(void);
 /// Marks the calling thread (and the threads it creates afterwards) an I/O flusher
 /// (PR_SET_IO_FLUSHER): its allocations never recurse into writeback.
 int tandem_set_io_flusher(void);
-/// 1 if the calling thread is an I/O flusher, 0 if not, -1 with errno.
-int tandem_get_io_flusher(void);
 /// A connected pair of Unix stream sockets.
 int tandem_socketpair(int fds[2]);
 #endif
