@@ -127,11 +127,7 @@ public final class NodeDaemon: @unchecked Sendable {
     func log(_ s: String) {
         let line = "\(ISO8601DateFormatter().string(from: Date())) \(plan.name): \(s)"
         FileHandle.standardError.write(Data((line + "\n").utf8))
-        let ev: [String: Any] = ["type": "log", "resource": plan.name, "message": s]
-        if let d = try? JSONSerialization.data(withJSONObject: ev, options: [.sortedKeys]) {
-            let l = String(decoding: d, as: UTF8.self)
-            for (_, sub) in eventSubscribers { sub(l) }
-        }
+        broadcast(["type": "log", "resource": plan.name, "message": s])
     }
 
     /// Feeds the engine (on the loop) and carries out what it asks.
@@ -160,7 +156,13 @@ public final class NodeDaemon: @unchecked Sendable {
         guard !eventSubscribers.isEmpty else { return }
         var o = report().json
         o["type"] = type
-        guard let d = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) else { return }
+        broadcast(o)
+    }
+
+    /// One JSON line to every `events` subscriber; nothing is built when nobody listens.
+    func broadcast(_ object: [String: Any]) {
+        guard !eventSubscribers.isEmpty,
+              let d = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
         let line = String(decoding: d, as: UTF8.self)
         for (_, sub) in eventSubscribers { sub(line) }
     }

@@ -337,7 +337,6 @@ public final class PeerTransport: @unchecked Sendable {
         lostConnection(reason)
     }
 
-
     private func lostConnection(_ reason: String) {
         // The peer hung up during our handshake but had already sent its parameters (it
         // finished its side first and refused ours): let the engine see them, so both sides
@@ -377,5 +376,4 @@ public final class PeerTransport: @unchecked Sendable {
         }
         if notify && was { callbacks.lost(reason) }
     }
-
 }
