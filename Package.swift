@@ -53,8 +53,8 @@ let package = Package(
 
         .testTarget(name: "TandemCodecsTests", dependencies: ["TandemCodecs"], exclude: ["Vectors"]),
         .testTarget(name: "TandemEngineTests", dependencies: ["TandemEngine", "TandemCodecs"]),
-        .testTarget(name: "TandemAdaptersTests", dependencies: ["TandemAdapters", "TandemCodecs"]),
-        .testTarget(name: "TandemIntegrationTests", dependencies: ["TandemDaemon", "TandemAdapters", "TandemCodecs"],
+        .testTarget(name: "TandemAdaptersTests", dependencies: ["TandemAdapters", "TandemEngine", "TandemCodecs"]),
+        .testTarget(name: "TandemIntegrationTests", dependencies: ["TandemDaemon", "TandemAdapters", "TandemEngine", "TandemCodecs"],
                     exclude: ["Fixtures"]),
     ]
 )

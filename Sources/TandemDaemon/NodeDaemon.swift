@@ -29,9 +29,10 @@ public final class NodeDaemon: @unchecked Sendable {
     var eventSubscribers: [ObjectIdentifier: (String) -> Void] = [:]
     var lastStatus: EngineStatus?
     var lastError: String?
-    var bitmapDirty = false
     var shuttingDown = false
-    let started = Date()
+    /// The engine's clock: milliseconds of the monotonic clock since the daemon started, so a
+    /// wall clock stepped by NTP or an operator changes nothing.
+    let startedUptimeNs = DispatchTime.now().uptimeNanoseconds
     var rateSample: (time: Date, bits: UInt64)?
     var syncRate: Double?
     let exitPromise: EventLoopPromise<Void>
@@ -55,7 +56,7 @@ public final class NodeDaemon: @unchecked Sendable {
                                 crashedPrimary: sb.flags.contains(.crashedPrimary) || (crashed && sb.flags.contains(.primaryIndicator)),
                                 peerOutdated: sb.flags.contains(.peerOutdated))
         engine = ReplicationEngine(settings: plan.settings, sizeSectors: store.layout.dataSectors, persistent: p,
-                                   bitmap: store.bitmap)
+                                   bitmap: try store.loadBitmap(), activityLogNextTransaction: store.activityLogNextTransaction)
         engine.entropy = UInt64.random(in: 1...UInt64.max)
         if case .kernel(let path, _) = plan.export {
             kernelClient = try KernelNBDClient(devicePath: path, sizeBytes: store.layout.dataBytes,
@@ -106,7 +107,7 @@ public final class NodeDaemon: @unchecked Sendable {
         try loop.submit {
             self.feed(.admin(token: 0, .connect))
             self.loop.scheduleRepeatedTask(initialDelay: .milliseconds(20), delay: .milliseconds(20)) { _ in
-                self.feed(.tick(nowMs: UInt64(Date().timeIntervalSince(self.started) * 1000)))
+                self.feed(.tick(nowMs: self.monotonicMs))
             }
             self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in self.periodic() }
         }.wait()
@@ -123,6 +124,8 @@ public final class NodeDaemon: @unchecked Sendable {
         try? group.syncShutdownGracefully()
         try? diskThread.syncShutdownGracefully()
     }
+
+    var monotonicMs: UInt64 { (DispatchTime.now().uptimeNanoseconds - startedUptimeNs) / 1_000_000 }
 
     func log(_ s: String) {
         let line = "\(ISO8601DateFormatter().string(from: Date())) \(plan.name): \(s)"
@@ -172,9 +175,16 @@ public final class NodeDaemon: @unchecked Sendable {
         case .send(let p, let s): transport.send(p, on: s)
         case .sendReplicated(let p, let rid):
             transport.send(p, on: .data) { self.feed(.replicatedSent(requestID: rid)) }
-        case .activateExtents(let e):
+        case .metaData(let token, let op):
             let store = self.store
-            onDisk { try store.makeHot(e) }.whenFailure { err in self.log("activity log write failed: \(err)") }
+            diskThread.runIfActive(eventLoop: loop) { () -> DiskResult in
+                do { try store.write(op); return .ok } catch { return .failed("\(error)") }
+            }.whenComplete { r in
+                switch r {
+                case .success(let res): self.feed(.diskDone(token: token, result: res))
+                case .failure(let e): self.feed(.diskDone(token: token, result: .failed("\(e)")))
+                }
+            }
         case .disk(let token, let op):
             let device = self.device
             diskThread.runIfActive(eventLoop: loop) { () -> DiskResult in
@@ -200,21 +210,6 @@ public final class NodeDaemon: @unchecked Sendable {
         case .completeApp(let id, let error):
             pendingApp.removeValue(forKey: id)?(NBDReply(error: error == nil ? 0 : NBDProtocol.eIO))
             if let error { log("I/O error: \(error)") }
-        case .bitmapChanged(let r, let set):
-            let store = self.store
-            onDisk { if set { store.setBits(r) } else { store.clearBits(r) } }
-            if set && r.count > 1024 { flushBitmap() } else { bitmapDirty = true }
-        case .persist(let p):
-            let store = self.store
-            onDisk {
-                try store.updateSuperblock { sb in
-                    sb.currentUUID = p.current; sb.bitmapUUID = p.bitmap; sb.historyUUIDs = (p.history0, p.history1)
-                    func flag(_ f: MetaDataFlags, _ on: Bool) { if on { sb.flags.insert(f) } else { sb.flags.remove(f) } }
-                    flag(.consistent, p.consistent); flag(.wasUpToDate, p.wasUpToDate); flag(.primaryIndicator, p.primary)
-                    flag(.crashedPrimary, p.crashedPrimary); flag(.peerOutdated, p.peerOutdated)
-                    sb.lastAgreedSizeSectors = store.layout.dataSectors
-                }
-            }.whenFailure { err in self.log("meta-data write failed: \(err)") }
         case .dropLink(let reason):
             transport.drop(reason: reason)
         case .adminDone(let token, let error):
@@ -228,14 +223,7 @@ public final class NodeDaemon: @unchecked Sendable {
         diskThread.runIfActive(eventLoop: loop, body)
     }
 
-    func flushBitmap() {
-        bitmapDirty = false
-        let store = self.store
-        onDisk { try store.flushBitmap() }.whenFailure { e in self.log("bitmap write failed: \(e)") }
-    }
-
     func periodic() {
-        if bitmapDirty { flushBitmap() }
         let st = engine.status
         if st.connection.isSyncing {
             let now = Date()
@@ -309,12 +297,18 @@ public final class NodeDaemon: @unchecked Sendable {
             self.transport.stop()
             self.nbd?.close()
             let store = self.store, device = self.device
+            // A detached disk is left as it is: its meta-data stays unclean, so the next `up`
+            // applies the activity log.
+            let detached = self.engine.status.disk == .diskless
             self.onDisk {
-                try device.flush()
-                try store.close()
+                if !detached {
+                    try device.flush()
+                    try store.close()
+                }
                 device.close()
             }.whenComplete { r in
-                if case .failure(let e) = r { self.log("closing meta-data failed: \(e)") } else { self.log("meta-data marked clean") }
+                if case .failure(let e) = r { self.log("closing meta-data failed: \(e)") }
+                else { self.log(detached ? "disk was detached: meta-data left unclean" : "meta-data marked clean") }
                 self.control?.close()
                 try? FileManager.default.removeItem(atPath: self.pidPath)
                 if case .unix(let p, _) = self.plan.export { try? FileManager.default.removeItem(atPath: p) }

@@ -125,8 +125,12 @@ public struct ResourcePlan: Sendable {
         let timeout = UInt64(v("timeout", "net").flatMap { UInt64($0) } ?? 60) * 100
         let ko = UInt64(v("ko-count", "net").flatMap { UInt64($0) } ?? 7)
         st.requestTimeoutMs = max(timeout * max(ko, 1), 1000)
-        settings = st
         alExtents = Int(v("al-extents", "disk") ?? "") ?? 1237
+        guard alExtents <= ActivityLog.maximumSlots else {
+            throw ConfigError(nil, "\(r.name): al-extents \(alExtents) is more than Tandem's activity log supports (\(ActivityLog.maximumSlots))")
+        }
+        st.alExtents = alExtents
+        settings = st
     }
 
     /// A rate in KiB/s from DRBD's unit syntax (plain numbers are KiB; k, M, G suffixes).

@@ -40,6 +40,8 @@ public struct StatusReport: Sendable {
             "peer-disk": "\(status.peerDisk)", "out-of-sync-kib": outOfSyncKiB,
             "protocol": ["?", "A", "B", "C"][Int(min(status.wireProtocol, 3))], "export": export,
             "writes-in-flight": status.writesInFlight,
+            "al-writes-waiting": status.writesWaitingForActivityLog,
+            "al-extents-hot": status.activityLogHot, "al-extents-held": status.activityLogHeld,
             "uuids": [Hex.upper(status.uuids.current, digits: 16), Hex.upper(status.uuids.bitmap, digits: 16),
                       Hex.upper(status.uuids.history0, digits: 16), Hex.upper(status.uuids.history1, digits: 16)],
         ]
@@ -47,6 +49,7 @@ public struct StatusReport: Sendable {
         if let r = syncRate { o["sync-rate-kib"] = Int(r / 1024) }
         if let e = etaSeconds { o["eta-seconds"] = Int(e.rounded(.up)) }
         if let e = lastError ?? status.lastError { o["last-error"] = e }
+        if let e = status.diskError { o["disk-error"] = e }
         return o
     }
 
@@ -59,7 +62,11 @@ public struct StatusReport: Sendable {
     /// control socket).
     public static func text(json r: [String: Any]) -> String {
         func s(_ k: String) -> String { (r[k] as? String) ?? "?" }
-        var out = "\(s("resource")) role:\(s("role"))\n  disk:\(s("disk"))\n"
+        var out = "\(s("resource")) role:\(s("role"))\n  disk:\(s("disk"))"
+        // As drbdsetup's `blocked:`: writes wait, here for a free activity-log slot.
+        if let w = r["al-writes-waiting"] as? Int, w > 0 { out += " blocked:activity-log writes-waiting:\(w)" }
+        if let e = r["disk-error"] as? String { out += "\n  disk-error: \(e)" }
+        out += "\n"
         out += "  \(s("peer")) connection:\(s("connection")) role:\(s("peer-role"))\n    peer-disk:\(s("peer-disk"))"
         if let d = r["done"] as? Double {
             out += String(format: " done:%.2f", d)

@@ -115,14 +115,30 @@ public struct ActivityLog: Sendable {
         return out
     }
 
-    /// Marks an extent as having a write in flight (it cannot be evicted).
-    public mutating func pin(_ extent: UInt32) { pins[extent, default: 0] += 1 }
-
-    /// Ends one write in flight on an extent.
-    public mutating func unpin(_ extent: UInt32) {
-        guard let n = pins[extent] else { return }
-        if n <= 1 { pins.removeValue(forKey: extent) } else { pins[extent] = n - 1 }
+    /// Marks an extent as having a write in flight (it cannot be evicted). Only a hot extent
+    /// can be pinned.
+    public mutating func pin(_ extent: UInt32) {
+        assert(contains(extent), "pinning extent \(extent), which is not in the activity log")
+        pins[extent, default: 0] += 1
     }
+
+    /// Ends one write in flight on an extent. Returns false (and changes nothing) when the
+    /// extent held no pin: the caller's accounting is wrong.
+    @discardableResult
+    public mutating func unpin(_ extent: UInt32) -> Bool {
+        guard let n = pins[extent] else { return false }
+        if n <= 1 { pins.removeValue(forKey: extent) } else { pins[extent] = n - 1 }
+        return true
+    }
+
+    /// Whether a write in flight holds the extent.
+    public func isPinned(_ extent: UInt32) -> Bool { pins[extent] != nil }
+
+    /// Number of extents writes in flight hold.
+    public var pinnedCount: Int { pins.count }
+
+    /// Number of hot extents.
+    public var hotCount: Int { slotOfExtent.count }
 
     /// Forgets every hot extent (after the log was cleanly re-initialized).
     public mutating func reset() {

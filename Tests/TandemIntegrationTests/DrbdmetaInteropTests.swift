@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TandemAdapters
 import TandemCodecs
+import TandemEngine
 
 /// Meta-data written by Tandem is read by drbd-utils' drbdmeta, and the other way round, on a
 /// sparse file and on a loop device (serialized: loop devices are a machine-wide resource).
@@ -102,7 +103,11 @@ import TandemCodecs
                     $0.flags.insert(.primaryIndicator)
                     $0.lastAgreedSizeSectors = store.layout.dataSectors
                 }
-                for e in extents { try store.markOutOfSync(offset: UInt64(e) << 22, length: 4096) }
+                // What the engine writes when writes reach these extents.
+                var log = ActivityLog(slotCount: 67, nextTransactionNumber: store.activityLogNextTransaction)
+                for e in extents {
+                    for t in log.commit(try log.plan([e])) { try store.write(.activityLog(t)) }
+                }
                 device.close() // a crash: no close(), bitmap never written
             }
             let copy = Tools.sparseFile(Self.size)

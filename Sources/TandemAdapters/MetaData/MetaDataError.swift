@@ -10,6 +10,8 @@ public enum MetaDataError: Error, CustomStringConvertible {
     case existingMetaData(String)
     case existingFilesystem(String, String)
     case closed
+    case activityLogMismatch(Int, Int)
+    case bitmapPageOutOfRange(Int)
 
     public var description: String {
         switch self {
@@ -21,7 +23,10 @@ public enum MetaDataError: Error, CustomStringConvertible {
             return "\(p): valid DRBD meta-data already present; use --force to overwrite it"
         case .existingFilesystem(let p, let fs):
             return "\(p): looks like it holds a \(fs) filesystem or volume; use --force to overwrite it"
-        case .closed: return "meta-data store already closed"
+        case .closed: return "meta-data store already closed (an earlier meta-data write failed, or it was closed)"
+        case .activityLogMismatch(let t, let mine):
+            return "activity-log transaction for \(t) slots, but the log has \(mine) (al-extents)"
+        case .bitmapPageOutOfRange(let p): return "bitmap page \(p) lies outside the bitmap area"
         }
     }
 }

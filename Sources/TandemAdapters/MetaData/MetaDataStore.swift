@@ -4,15 +4,16 @@ import TandemEngine
 /// DRBD v08 internal meta-data on a backing device: creating, wiping, reading and applying the
 /// activity log as drbdmeta does, and keeping it up to date while a node uses the disk.
 ///
-/// Crash safety comes from the order of writes, each followed by a flush:
+/// While a node runs, the engine owns what the meta-data says and orders its writes
+/// (ReplicationEngine+MetaData: an extent leaves the activity log only after its bitmap page is
+/// durable, and a write reaches the disk only after its extent is durable in the log); the store
+/// carries each write out durably (`write`). Its own crash safety is the order of the writes
+/// it makes itself, each followed by a flush:
 /// - create-md writes the activity log and a zero bitmap before the superblock, so a crash
 ///   leaves either no meta-data or complete meta-data;
 /// - opening for use marks the superblock unclean before the first activity-log transaction;
-/// - an extent leaves the activity log only after its bitmap page is durable, and a block is
-///   reported dirty only after an extent covering it is durable in the log, so a crash at any
-///   point followed by apply-al finds every dirty block dirty;
-/// - a clean close writes the bitmap, then re-initializes the log, then marks the superblock
-///   clean; a crash between these steps only makes apply-al do redundant work.
+/// - a clean close (after the engine wrote the bitmap back) re-initializes the log, then marks
+///   the superblock clean; a crash between these steps only makes apply-al do redundant work.
 /// v08 has no superblock checksum, but every field lies in its first 512-byte sector, so a
 /// torn superblock write leaves the old or the new one.
 /// Not thread-safe: the daemon uses it from its single disk thread only.
@@ -20,8 +21,6 @@ public final class MetaDataStore: @unchecked Sendable {
     public let device: BlockDevice
     public let layout: MetaDataLayout
     public private(set) var superblock: Superblock
-    public private(set) var bitmap: OutOfSyncBitmap
-    public private(set) var activityLog: ActivityLog
     private var isOpen = true
 
     /// Default al-extents of DRBD 8.4.
@@ -160,8 +159,9 @@ public final class MetaDataStore: @unchecked Sendable {
 
     // MARK: - Using the meta-data while a node runs
 
-    /// Opens the meta-data for use: applies the activity log if the last user crashed, loads the
-    /// bitmap, and marks the superblock unclean until `close()`.
+    /// Opens the meta-data for use: applies the activity log if the last user crashed, and
+    /// marks the superblock unclean until `close()`. The bitmap is loaded once (`loadBitmap`)
+    /// for the engine, which owns it from then on.
     public init(device: BlockDevice, alExtents: Int = MetaDataStore.defaultALExtents) throws(MetaDataError) {
         var (sb, layout) = try MetaDataStore.readSuperblock(from: device)
         let blocks = try MetaDataStore.readActivityLogBlocks(device, layout)
@@ -175,13 +175,11 @@ public final class MetaDataStore: @unchecked Sendable {
                 if Int32(bitPattern: t.transactionNumber &- next) >= 0 { next = t.transactionNumber &+ 1 }
             }
         }
-        let bytes: [UInt8]
-        do { bytes = try device.read(at: layout.bitmapOffset, count: Int(layout.bitmapBytes)) } catch { throw .device(error) }
         self.device = device
         self.layout = layout
-        self.bitmap = OutOfSyncBitmap(bitCount: layout.dataBits, onDiskBytes: bytes)
-        self.activityLog = ActivityLog(slotCount: max(1, min(alExtents, ActivityLog.maximumSlots)), nextTransactionNumber: next)
-        sb.alExtents = UInt32(activityLog.slotCount)
+        self.activityLogNextTransaction = next
+        self.alExtents = max(1, min(alExtents, ActivityLog.maximumSlots))
+        sb.alExtents = UInt32(self.alExtents)
         sb.magic = Superblock.magic84Unclean
         sb.flags.remove(.activityLogClean)
         self.superblock = sb
@@ -191,77 +189,59 @@ public final class MetaDataStore: @unchecked Sendable {
         } catch { throw .device(error) }
     }
 
+    /// The number the next activity-log transaction gets (one past the newest in the ring).
+    public let activityLogNextTransaction: UInt32
+    /// Slots of the activity log (al-extents) this store was opened with.
+    public let alExtents: Int
+
     private func ensureOpen() throws(MetaDataError) { if !isOpen { throw .closed } }
 
-    /// Marks a byte range of data out of sync. When this returns, the mark survives a crash:
-    /// the extents are durable in the activity log, and the bits reach the bitmap later.
-    /// Returns the number of bits newly set.
-    @discardableResult
-    public func markOutOfSync(offset: UInt64, length: UInt64) throws(MetaDataError) -> UInt64 {
-        try ensureOpen()
-        let bits = OutOfSyncBitmap.bits(coveringBytes: offset, length: length).clamped(to: 0..<bitmap.bitCount)
-        guard !bits.isEmpty else { return 0 }
-        let first = OutOfSyncBitmap.extent(ofBit: bits.lowerBound)
-        let last = OutOfSyncBitmap.extent(ofBit: bits.upperBound - 1)
-        try makeHot(Array(first...last))
-        return bitmap.set(bits)
+    /// The on-disk bitmap, read once when the node starts.
+    public func loadBitmap() throws(MetaDataError) -> OutOfSyncBitmap {
+        let bytes: [UInt8]
+        do { bytes = try device.read(at: layout.bitmapOffset, count: Int(layout.bitmapBytes)) } catch { throw .device(error) }
+        return OutOfSyncBitmap(bitCount: layout.dataBits, onDiskBytes: bytes)
     }
 
-    /// Makes extents hot in the activity log, writing what that requires, durably.
-    public func makeHot(_ extents: [UInt32]) throws(MetaDataError) {
+    /// Carries out one meta-data write of the engine; durable when this returns. After a
+    /// failure the store refuses every further write (the engine detaches the disk).
+    public func write(_ op: MetaDataOperation) throws(MetaDataError) {
         try ensureOpen()
-        let plan: ActivityLog.Plan
-        do { plan = try activityLog.plan(extents) } catch { throw .activityLog(error) }
-        guard !plan.isEmpty else { return }
         do {
-            if !plan.evicted.isEmpty {
-                let pages = Set(plan.evicted.map { OutOfSyncBitmap.page(ofExtent: $0) }).intersection(bitmap.dirtyPages)
-                if !pages.isEmpty {
-                    // Durable before the transaction that drops the extents from the log.
-                    for p in pages.sorted() { try device.writeDurably(bitmap.pageBytes(p), at: layout.bitmapOffset + UInt64(p) * 4096) }
-                    bitmap.markPagesWritten(pages)
+            switch op {
+            case .activityLog(let t):
+                guard t.contextSize == UInt16(alExtents) else { throw MetaDataError.activityLogMismatch(Int(t.contextSize), alExtents) }
+                try device.writeDurably(t.encode(), at: layout.alBlockOffset(forTransaction: t.transactionNumber))
+            case .bitmapPages(let pages, let dataFlushFirst):
+                if dataFlushFirst { try device.flush() }
+                for p in pages {
+                    let offset = UInt64(p.index) * 4096
+                    guard p.bytes.count == 4096, offset + 4096 <= layout.bitmapBytes else {
+                        throw MetaDataError.bitmapPageOutOfRange(p.index)
+                    }
+                    if pages.count == 1 { try device.writeDurably(p.bytes, at: layout.bitmapOffset + offset) }
+                    else { try device.write(p.bytes, at: layout.bitmapOffset + offset) }
+                }
+                if pages.count > 1 { try device.flush() }
+            case .superblock(let p):
+                try updateSuperblock { sb in
+                    sb.currentUUID = p.current; sb.bitmapUUID = p.bitmap; sb.historyUUIDs = (p.history0, p.history1)
+                    func flag(_ f: MetaDataFlags, _ on: Bool) { if on { sb.flags.insert(f) } else { sb.flags.remove(f) } }
+                    flag(.consistent, p.consistent); flag(.wasUpToDate, p.wasUpToDate); flag(.primaryIndicator, p.primary)
+                    flag(.crashedPrimary, p.crashedPrimary); flag(.peerOutdated, p.peerOutdated)
+                    sb.lastAgreedSizeSectors = layout.dataSectors
                 }
             }
-            // Each transaction is durable before the data writes it covers are issued: a FUA
-            // write each, so the data already written is not forced out with them.
-            for t in activityLog.commit(plan) {
-                try device.writeDurably(t.encode(), at: layout.alBlockOffset(forTransaction: t.transactionNumber))
-            }
+        } catch let e as MetaDataError {
+            isOpen = false
+            throw e
+        } catch let e as BlockDeviceError {
+            isOpen = false
+            throw .device(e)
         } catch {
             isOpen = false
-            throw .device(error)
+            throw .closed
         }
-    }
-
-    /// Marks a byte range in sync (bits cleared in memory; written by `flushBitmap`).
-    /// Only whole 4 KiB blocks inside the range are cleared.
-    @discardableResult
-    public func markInSync(offset: UInt64, length: UInt64) -> UInt64 {
-        let lo = (offset + OutOfSyncBitmap.bytesPerBit - 1) / OutOfSyncBitmap.bytesPerBit
-        let hi = (offset + length) / OutOfSyncBitmap.bytesPerBit
-        guard lo < hi else { return 0 }
-        return bitmap.clear(lo..<hi)
-    }
-
-    /// Sets bits in memory without touching the activity log (bits a peer reported, or a
-    /// full sync); `flushBitmap` writes them.
-    public func setBits(_ range: Range<UInt64>) { bitmap.set(range) }
-
-    /// Clears bits in memory; `flushBitmap` writes them once the data is durable.
-    public func clearBits(_ range: Range<UInt64>) { bitmap.clear(range) }
-
-    /// Writes changed bitmap pages and flushes. The data area is flushed first, so a cleared
-    /// bit never reaches the disk before the data it vouches for.
-    public func flushBitmap() throws(MetaDataError) {
-        try ensureOpen()
-        let pages = bitmap.dirtyPages.sorted()
-        guard !pages.isEmpty else { return }
-        do {
-            try device.flush()
-            for p in pages { try device.write(bitmap.pageBytes(p), at: layout.bitmapOffset + UInt64(p) * 4096) }
-            try device.flush()
-        } catch { isOpen = false; throw .device(error) }
-        bitmap.markPagesWritten(pages)
     }
 
     /// Changes superblock fields (UUIDs, flags, sizes) and writes it durably. The clean/unclean
@@ -279,21 +259,22 @@ public final class MetaDataStore: @unchecked Sendable {
         superblock = sb
     }
 
-    /// Writes everything out and marks the meta-data clean.
+    /// Marks the meta-data clean: the activity log is re-initialized, then the superblock says
+    /// clean. The engine has written the bitmap back before (`down` drains it), so a crash
+    /// between these steps only makes apply-al do redundant work.
     public func close() throws(MetaDataError) {
         try ensureOpen()
-        try flushBitmap()
         var sb = superblock
         sb.magic = Superblock.magic08
         sb.flags.insert(.activityLogClean)
         do {
+            try device.flush()
             try MetaDataStore.initializeActivityLog(device, layout)
             try device.flush()
             try device.write(sb.encode(), at: layout.superblockOffset)
             try device.flush()
         } catch { isOpen = false; throw .device(error) }
         superblock = sb
-        activityLog.reset()
         isOpen = false
     }
 }

@@ -70,20 +70,22 @@ public struct ActivityLogTransaction: Equatable, Sendable {
     public func encode() -> [UInt8] {
         precondition(updates.count <= Self.updatesPerTransaction && context.count <= Self.contextPerTransaction)
         var b = [UInt8](repeating: 0, count: 4096)
-        ByteIO.writeBE(Self.magic, into: &b, at: 0)
-        ByteIO.writeBE(transactionNumber, into: &b, at: 4)
-        ByteIO.writeBE(type, into: &b, at: 12)
-        if type != Self.typeInitialized {
-            ByteIO.writeBE(UInt16(updates.count), into: &b, at: 14)
-            ByteIO.writeBE(contextSize, into: &b, at: 16)
-            ByteIO.writeBE(contextStartSlot, into: &b, at: 18)
+        b.withUnsafeMutableBytes { raw in
+            func put<T: FixedWidthInteger>(_ v: T, _ at: Int) { raw.storeBytes(of: v.bigEndian, toByteOffset: at, as: T.self) }
+            put(Self.magic, 0)
+            put(transactionNumber, 4)
+            put(type, 12)
+            guard type != Self.typeInitialized else { return }
+            put(UInt16(updates.count), 14)
+            put(contextSize, 16)
+            put(contextStartSlot, 18)
             for i in 0..<Self.updatesPerTransaction {
                 let u = i < updates.count ? updates[i] : Update(slot: 0xFFFF, extent: Self.unused)
-                ByteIO.writeBE(u.slot, into: &b, at: 36 + 2 * i)
-                ByteIO.writeBE(u.extent, into: &b, at: 164 + 4 * i)
+                put(u.slot, 36 + 2 * i)
+                put(u.extent, 164 + 4 * i)
             }
             for i in 0..<Self.contextPerTransaction {
-                ByteIO.writeBE(i < context.count ? context[i] : Self.unused, into: &b, at: 420 + 4 * i)
+                put(i < context.count ? context[i] : Self.unused, 420 + 4 * i)
             }
         }
         ByteIO.writeBE(CRC32C.raw(b, seed: 0), into: &b, at: 8)

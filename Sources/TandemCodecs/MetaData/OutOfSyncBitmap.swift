@@ -131,9 +131,13 @@ public struct OutOfSyncBitmap: Equatable, Sendable {
 
     /// The on-disk bytes of page `index`.
     public func pageBytes(_ index: Int) -> [UInt8] {
+        #if _endian(little)
+        return words[(index * 512)..<(index * 512 + 512)].withUnsafeBytes { Array($0) }
+        #else
         var out = [UInt8](repeating: 0, count: 4096)
         for i in 0..<512 { ByteIO.writeLE(words[index * 512 + i], into: &out, at: i * 8) }
         return out
+        #endif
     }
 
     /// All on-disk bytes.

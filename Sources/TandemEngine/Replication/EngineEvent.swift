@@ -17,10 +17,11 @@ public enum EngineEvent: Sendable {
     case appZero(id: UInt64, offset: UInt64, length: UInt64, discard: Bool, fua: Bool)
     /// NBD FLUSH.
     case appFlush(id: UInt64)
-    /// A disk operation the engine asked for has finished.
+    /// A disk or meta-data operation the engine asked for has finished.
     case diskDone(token: UInt64, result: DiskResult)
     /// The packet of a `.sendReplicated` action is in the kernel's socket buffer.
     case replicatedSent(requestID: UInt64)
+    /// The time, in milliseconds of a monotonic clock: it never goes backwards.
     case tick(nowMs: UInt64)
     /// An operator verb; the engine answers with `.adminDone(token, ...)`.
     case admin(token: UInt64, AdminCommand)
@@ -56,14 +57,12 @@ public enum EngineAction: Sendable {
     /// the socket buffer. Until then the write is not complete, so a slow link holds the
     /// application back instead of filling memory.
     case sendReplicated(Packet, requestID: UInt64)
-    /// Must be durable in the activity log before any later disk write is issued.
-    case activateExtents([UInt32])
     case disk(token: UInt64, DiskOperation)
+    /// A meta-data write (activity-log transaction, bitmap pages, superblock), durable when it
+    /// completes; its completion comes back as `.diskDone` with the same token. The engine
+    /// issues one at a time and orders them and the data writes they cover itself.
+    case metaData(token: UInt64, MetaDataOperation)
     case completeApp(id: UInt64, error: String?)
-    /// Bits of the out-of-sync bitmap changed (persist lazily; the activity log covers crashes).
-    case bitmapChanged(Range<UInt64>, set: Bool)
-    /// UUIDs or flags changed: write the superblock now.
-    case persist(PersistentState)
     /// Close both sockets; reconnect afterwards unless the connection state is StandAlone.
     case dropLink(reason: String)
     case adminDone(token: UInt64, error: String?)
@@ -114,6 +113,11 @@ public struct EngineSettings: Sendable, Equatable {
     /// net max-buffers (pages of 4 KiB): a SyncTarget keeps at most this much resync data in
     /// flight, whatever the controller asks.
     public var maxBuffers = 2048
+    /// disk al-extents: slots of the activity log. A write holds its extent's slot from the
+    /// moment it starts until it can no longer be lost; when every slot is held, writes wait.
+    public var alExtents = 1237
+    /// How often changed bitmap pages are written back (ms of the engine's clock).
+    public var bitmapWritebackMs: UInt64 = 1000
     /// The resync controller's parameters from these settings.
     public var controller: ResyncController.Parameters {
         .init(resyncRateKiB: resyncRateKiB, planAhead: cPlanAhead, delayTarget: cDelayTarget, fillTarget: cFillTarget,
@@ -135,4 +139,11 @@ public struct EngineStatus: Sendable, Equatable {
     public var uuids: PersistentState
     public var lastError: String?
     public var writesInFlight: Int
+    /// Writes waiting for an activity-log slot (every slot is held by writes in flight).
+    public var writesWaitingForActivityLog: Int
+    /// Extents hot in the activity log, and how many of them writes in flight hold.
+    public var activityLogHot: Int
+    public var activityLogHeld: Int
+    /// Why the disk was detached, once it was.
+    public var diskError: String?
 }

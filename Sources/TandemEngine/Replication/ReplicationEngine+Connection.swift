@@ -44,7 +44,9 @@ extension ReplicationEngine {
         resync = nil
         bitmapReceive = BitmapReceive()
         inbound = InboundState()
-        for (id, r) in requests {
+        // Requests still waiting for their activity-log extent are not issued yet: they mark
+        // their blocks when they are.
+        for (id, r) in requests where r.pending == nil {
             var r = r
             if r.epoch != nil && !r.barrierAcked { setBits(offset: r.offset, length: r.length) }
             r.peerPending = false
@@ -67,6 +69,7 @@ extension ReplicationEngine {
     }
 
     mutating func onTick() {
+        bitmapWritebackTick()
         guard var l = link else { return }
         if let sent = l.pingSentMs {
             if nowMs - sent > settings.pingTimeoutMs && l.lastReceiveMs < sent {
@@ -231,7 +234,7 @@ extension ReplicationEngine {
         }
         if abs(hg) >= 2 {
             log("Writing the whole bitmap, full sync required after drbd_sync_handshake.")
-            if bitmap.set(0..<bitmap.bitCount) > 0 { emit(.bitmapChanged(0..<bitmap.bitCount, set: true)) }
+            noteBitsSet(bitmap.set(0..<bitmap.bitCount))
         }
         bitmapReceive = BitmapReceive()
         if hg > 0 {
@@ -301,8 +304,19 @@ extension ReplicationEngine {
 
     // MARK: operator verbs
 
+    /// The handshake is between its steps: DRBD refuses role changes then (SS_IN_TRANSIENT_STATE);
+    /// Tandem holds them until the handshake has settled.
+    var inTransientState: Bool { link != nil && [.wfReportParams, .wfBitMapS, .wfBitMapT, .wfSyncUUID].contains(conn) }
+
     mutating func onAdmin(_ token: UInt64, _ cmd: AdminCommand) {
-        guard pendingAdmin == nil else { emit(.adminDone(token: token, error: "another state change is in progress")); return }
+        guard pendingAdmin == nil, deferredAdmin == nil else {
+            emit(.adminDone(token: token, error: "another state change is in progress"))
+            return
+        }
+        if inTransientState, cmd == .secondary || { if case .primary = cmd { true } else { false } }() {
+            deferredAdmin = (token, cmd)
+            return
+        }
         switch cmd {
         case .primary(let force):
             if role == .primary { emit(.adminDone(token: token, error: nil)); return }

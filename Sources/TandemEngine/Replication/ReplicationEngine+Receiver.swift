@@ -78,6 +78,7 @@ extension ReplicationEngine {
         guard let c = inbound.closing, !c.flushIssued, inbound.pending == 0 else { return }
         inbound.closing?.flushIssued = true
         if settings.diskFlushes {
+            barrierFlushes += 1
             diskOp(.flush, .inboundFlush(generation: linkGeneration))
         } else {
             onInboundFlushDone(linkGeneration, .ok)  // drain: the completed writes are enough

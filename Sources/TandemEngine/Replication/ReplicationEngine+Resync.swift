@@ -16,6 +16,13 @@ struct ResyncState: Sendable {
     /// overwrote meanwhile (the reply must not put older data over them).
     var inFlight: [UInt64: (size: UInt32, overwritten: Set<UInt64>, writesLeft: Int)] = [:]
     var inFlightBytes = 0
+    /// The target's resync extents (DRBD's BM_EXT, 16 MiB each) with requests in flight, and
+    /// how many: a resync works in at most `extentLimit` of them at once and, unlike
+    /// application writes, never takes activity-log slots (its bits stay set until the data is
+    /// written, so a crash loses nothing without the log).
+    var extents: [UInt64: Int] = [:]
+    static let bitsPerExtent: UInt64 = 4096
+    static let extentLimit = 61
     /// The target's controller, the 4 KiB blocks its last step allows still, the sectors that
     /// arrived since that step, and when it ran.
     var controller: ResyncController?
@@ -70,10 +77,7 @@ extension ReplicationEngine {
             var words: [UInt64] = []
             words.reserveCapacity(want)
             for i in 0..<want { words.append(ByteIO.readLE(bytes, i * 8)) }
-            let added = bitmap.merge(words: words, at: bitmapReceive.wordOffset)
-            if added > 0 {
-                emit(.bitmapChanged(UInt64(bitmapReceive.wordOffset) * 64..<min(bitmap.bitCount, UInt64(bitmapReceive.wordOffset + want) * 64), set: true))
-            }
+            noteBitsSet(bitmap.merge(words: words, at: bitmapReceive.wordOffset))
             bitmapReceive.wordOffset += want
             bitmapReceive.bitOffset = UInt64(bitmapReceive.wordOffset) * 64
             done = want == 0
@@ -87,7 +91,7 @@ extension ReplicationEngine {
             var at = bitmapReceive.bitOffset
             for run in decoded.runs {
                 guard at + run <= bmBits else { fail("protocol error: compressed bitmap overruns the device"); return }
-                if set, bitmap.set(at..<(at + run)) > 0 { emit(.bitmapChanged(at..<(at + run), set: true)) }
+                if set { noteBitsSet(bitmap.set(at..<(at + run))) }
                 at += run
                 set.toggle()
             }
@@ -165,7 +169,7 @@ extension ReplicationEngine {
     /// Requests dirty blocks within the step's allowance and the max-buffers cap.
     mutating func requestResyncBlocks() {
         guard var r = resync, !r.isSource, conn == .syncTarget, link != nil else { return }
-        let maxBits = UInt64(settings.maxBioSize / 4096)
+        let maxBits = UInt64(maxBioBytes / 4096)
         let cap = settings.maxBuffers * 4096
         var requestedBlocks = 0
         var wrapped = false
@@ -178,14 +182,17 @@ extension ReplicationEngine {
                 r.cursor = start + 1
                 continue
             }
+            let region = start / ResyncState.bitsPerExtent
+            if r.extents[region] == nil && r.extents.count >= ResyncState.extentLimit { break }
             var end = start + 1
-            let extentEnd = (start / 4096 + 1) * 4096
+            let extentEnd = (region + 1) * ResyncState.bitsPerExtent
             while end < bitmap.bitCount && end - start < maxBits && end < extentEnd && bitmap.isSet(end)
                     && r.inFlight[end * 8] == nil { end += 1 }
             let sector = start * 8
             let size = UInt32(min((end - start) * 4096, sizeBytes - start * 4096))
             r.inFlight[sector] = (size, [], 0)
             r.inFlightBytes += Int(size)
+            r.extents[region, default: 0] += 1
             let blocks = Int(end - start)
             r.allowanceBlocks -= blocks
             requestedBlocks += blocks
@@ -251,10 +258,12 @@ extension ReplicationEngine {
     mutating func finishResyncRequest(_ sector: UInt64) {
         guard var r = resync, let v = r.inFlight.removeValue(forKey: sector) else { return }
         r.inFlightBytes -= Int(v.size)
+        let region = sector / 8 / ResyncState.bitsPerExtent
+        if let n = r.extents[region] { r.extents[region] = n > 1 ? n - 1 : nil }
         resync = r
         let first = sector / 8, count = (UInt64(v.size) + 4095) / 4096
         for b in first..<(first + count) where !v.overwritten.contains(b) && b < bitmap.bitCount {
-            if bitmap.clear(b..<(b + 1)) > 0 { emit(.bitmapChanged(b..<(b + 1), set: false)) }
+            clearBitRange(b..<(b + 1))
         }
         send(.blockAck(.rsWriteAck, BlockAck(sector: sector, blockID: BlockRequest.syncerID, size: v.size, seqNum: nextSeq())), .meta)
         requestResyncBlocks()
@@ -304,6 +313,10 @@ extension ReplicationEngine {
         let offset = r.sector * 512
         guard offset <= sizeBytes, UInt64(r.size) <= sizeBytes - offset else {
             fail("protocol error: \(cmd) beyond the end of the device")
+            return
+        }
+        guard r.size > 0, r.size % 512 == 0, r.size <= linkBioLimit else {
+            fail("protocol error: \(cmd) of \(r.size) bytes (this link carries at most \(linkBioLimit) per packet)")
             return
         }
         switch cmd {

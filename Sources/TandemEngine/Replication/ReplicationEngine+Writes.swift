@@ -19,39 +19,37 @@ extension ReplicationEngine {
         return nil
     }
 
+    /// Bytes from `at` to the end of a piece: at most `limit`, and never past the end of the
+    /// activity-log extent `at` lies in, so every request holds exactly one extent.
+    static func pieceLength(at: UInt64, end: UInt64, limit: UInt64) -> UInt64 {
+        let extentBytes = OutOfSyncBitmap.bitsPerExtent * OutOfSyncBitmap.bytesPerBit
+        return min(limit, end - at, (at / extentBytes + 1) * extentBytes - at)
+    }
+
     mutating func onAppWrite(id: UInt64, offset: UInt64, data: [UInt8], fua: Bool) {
         if let why = validate(offset: offset, length: UInt64(data.count)) { emit(.completeApp(id: id, error: why)); return }
         guard !data.isEmpty else { emit(.completeApp(id: id, error: nil)); return }
-        // A P_DATA carries at most max-bio-size bytes: larger application writes become
-        // several requests, all in the current epoch; the application is answered when all finish.
-        let chunk = Int(settings.maxBioSize)
-        var at = 0
-        while at < data.count {
-            let piece = data.count <= chunk ? data : Array(data[at..<min(at + chunk, data.count)])
-            let pieceOffset = offset + UInt64(at)
-            let rid = startRequest(appID: id, offset: pieceOffset, length: UInt64(piece.count))
-            diskOp(.write(offset: pieceOffset, data: piece, fua: fua), .appWrite(request: rid))
-            replicate(rid, fua: fua) { h in .data(.data, h, digest: [], payload: piece) }
-            at += piece.count
+        // A P_DATA carries at most max-bio-size bytes and a request lies in one activity-log
+        // extent: larger application writes become several requests; the application is
+        // answered when all finish.
+        let end = offset + UInt64(data.count)
+        var at = offset
+        while at < end {
+            let n = Self.pieceLength(at: at, end: end, limit: UInt64(maxBioBytes))
+            let piece = n == UInt64(data.count) ? data : Array(data[Int(at - offset)..<Int(at - offset + n)])
+            startRequest(appID: id, offset: at, length: n, op: .write(data: piece, fua: fua))
+            at += n
         }
     }
 
     mutating func onAppZero(id: UInt64, offset: UInt64, length: UInt64, discard: Bool, fua: Bool) {
         if let why = validate(offset: offset, length: length) { emit(.completeApp(id: id, error: why)); return }
         guard length > 0 else { emit(.completeApp(id: id, error: nil)); return }
-        let feature = discard ? ConnectionFeatures.trim : ConnectionFeatures.writeZeroes
-        let chunk = UInt64(WireLimits.maxTrimSize)
         // One application request may cover more than one wire request; all must finish.
         var at = offset
         while at < offset + length {
-            let n = min(chunk, offset + length - at)
-            let rid = startRequest(appID: id, offset: at, length: n)
-            diskOp(.zero(offset: at, length: n, discard: discard), .appWrite(request: rid))
-            if let l = link, l.featureFlags & feature != 0 {
-                replicate(rid, fua: fua) { h in .trim(discard ? .trim : .zeroes, h, size: UInt32(n)) }
-            } else {
-                setBits(offset: at, length: n)  // the peer cannot take it: resync later
-            }
+            let n = Self.pieceLength(at: at, end: offset + length, limit: UInt64(WireLimits.maxTrimSize))
+            startRequest(appID: id, offset: at, length: n, op: .zero(discard: discard, fua: fua))
             at += n
         }
     }
@@ -65,18 +63,29 @@ extension ReplicationEngine {
     }
 
     /// Starts one request of an application call (all pieces of a call share its app id; the
-    /// call is answered when the last piece completes) and names its activity-log extents.
-    mutating func startRequest(appID: UInt64, offset: UInt64, length: UInt64) -> UInt64 {
+    /// call is answered when the last piece completes): it waits for its activity-log extent,
+    /// then is issued.
+    mutating func startRequest(appID: UInt64, offset: UInt64, length: UInt64, op: PendingOp) {
         let rid = nextRequestID
         nextRequestID += 1
-        let first = OutOfSyncBitmap.extent(ofBit: offset / 4096)
-        let last = OutOfSyncBitmap.extent(ofBit: (offset + length - 1) / 4096)
-        let extents = Array(first...last)
-        // Every write names its extents: the store makes cold ones hot (durably) and touches
-        // hot ones in its LRU, so an extent it evicted is logged again before the next write.
-        emit(.activateExtents(extents))
-        requests[rid] = Request(appID: appID, offset: offset, length: length, sentAtMs: nowMs)
+        let extent = OutOfSyncBitmap.extent(ofBit: offset / 4096)
+        assert(OutOfSyncBitmap.extent(ofBit: (offset + length - 1) / 4096) == extent, "a request crosses an extent")
+        requests[rid] = Request(appID: appID, offset: offset, length: length, extent: extent, pending: op, sentAtMs: nowMs)
         appCalls[appID, default: (0, nil)].left += 1
+        admit(rid)
+    }
+
+    /// The request's extent is durable in the activity log: to the disk and, when replicating,
+    /// to the peer in the same order; otherwise its blocks are marked out of sync first.
+    mutating func issue(_ rid: UInt64) {
+        guard var r = requests[rid], let op = r.pending else {
+            invariantViolated("issuing request \(rid), which is unknown or already issued")
+            return
+        }
+        r.pending = nil
+        r.sentAtMs = nowMs
+        requests[rid] = r
+        let (offset, length) = (r.offset, r.length)
         if !replicating {
             setBits(offset: offset, length: length)
             // During the bitmap exchange the peer learns of the write as out of sync.
@@ -84,7 +93,19 @@ extension ReplicationEngine {
                 send(.blockDescriptor(.outOfSync, BlockDescriptor(sector: offset / 512, size: UInt32(length))))
             }
         }
-        return rid
+        switch op {
+        case .write(let data, let fua):
+            diskOp(.write(offset: offset, data: data, fua: fua), .appWrite(request: rid))
+            replicate(rid, fua: fua) { h in .data(.data, h, digest: [], payload: data) }
+        case .zero(let discard, let fua):
+            diskOp(.zero(offset: offset, length: length, discard: discard), .appWrite(request: rid))
+            let feature = discard ? ConnectionFeatures.trim : ConnectionFeatures.writeZeroes
+            if let l = link, l.featureFlags & feature != 0 {
+                replicate(rid, fua: fua) { h in .trim(discard ? .trim : .zeroes, h, size: UInt32(length)) }
+            } else {
+                setBits(offset: offset, length: length)  // the peer cannot take it: resync later
+            }
+        }
     }
 
     mutating func replicate(_ rid: UInt64, fua: Bool, packet: (DataHeader) -> Packet) {
@@ -138,7 +159,10 @@ extension ReplicationEngine {
         if !r.completed && r.localDone && !r.peerPending {
             r.completed = true
             requests[rid] = r
-            var call = appCalls[r.appID] ?? (1, nil)
+            guard var call = appCalls[r.appID] else {
+                invariantViolated("request \(rid) completed without its application call \(r.appID)")
+                return
+            }
             call.left -= 1
             call.error = call.error ?? r.localError
             if call.left == 0 {
@@ -150,7 +174,7 @@ extension ReplicationEngine {
             if r.epoch == currentEpoch { closeEpoch() }
         }
         if r.completed && (r.barrierAcked || r.epoch == nil) {
-            requests[rid] = nil
+            retire(rid)
         }
     }
 
@@ -207,8 +231,12 @@ extension ReplicationEngine {
     }
 
     mutating func onDiskDone(_ token: UInt64, _ result: DiskResult) {
-        guard let purpose = diskPurpose.removeValue(forKey: token) else { return }
+        guard let purpose = diskPurpose.removeValue(forKey: token) else {
+            invariantViolated("completion of disk operation \(token), which was never issued or already completed")
+            return
+        }
         switch purpose {
+        case .metaData(let seq): onMetaDataDone(seq, result)
         case .appWrite(let rid): onAppWriteDone(rid, result)
         case .appFlush(let id):
             if let i = flushWaiters.firstIndex(where: { $0.id == id }) {

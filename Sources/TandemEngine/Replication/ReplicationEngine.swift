@@ -18,6 +18,8 @@ public struct ReplicationEngine: Sendable {
     var peerRole: Role = .unknown
     var peerDisk: DiskState = .dUnknown
     var lastError: String?
+    /// Why the disk was detached.
+    var diskError: String?
 
     var actions: [EngineAction] = []
     var nowMs: UInt64 = 0
@@ -46,12 +48,30 @@ public struct ReplicationEngine: Sendable {
     var resync: ResyncState?
     var bitmapReceive = BitmapReceive()
     var pendingAdmin: (token: UInt64, command: AdminCommand)?
+    /// A role change held until the handshake settles.
+    var deferredAdmin: (token: UInt64, command: AdminCommand)?
 
-    public init(settings: EngineSettings, sizeSectors: UInt64, persistent: PersistentState, bitmap: OutOfSyncBitmap) {
+    // Meta-data: the one lane of meta-data writes, the activity log, bitmap writeback.
+    var lane = MetaDataLane()
+    var gate: ActivityLogGate
+    /// Bitmap pages with bits cleared since they were last written.
+    var clearedPages: Set<Int> = []
+    var lastBitmapWritebackMs: UInt64 = 0
+    /// Broken invariants seen (release builds go on after dropping the connection).
+    public internal(set) var violations = 0
+    /// Flushes issued to complete a received epoch (for the simulation's write-ordering checks).
+    public internal(set) var barrierFlushes = 0
+
+    /// `activityLogNextTransaction`: the number the next activity-log transaction gets (one
+    /// past the newest in the on-disk ring).
+    public init(settings: EngineSettings, sizeSectors: UInt64, persistent: PersistentState, bitmap: OutOfSyncBitmap,
+                activityLogNextTransaction: UInt32 = 0) {
         self.settings = settings
         self.sizeSectors = sizeSectors
         self.persistent = persistent
         self.bitmap = bitmap
+        let slots = min(max(settings.alExtents, 1), ActivityLog.maximumSlots)
+        gate = ActivityLogGate(log: ActivityLog(slotCount: slots, nextTransactionNumber: activityLogNextTransaction))
         if persistent.consistent {
             disk = persistent.wasUpToDate ? .upToDate : .outdated
         } else {
@@ -63,17 +83,32 @@ public struct ReplicationEngine: Sendable {
         EngineStatus(role: role, peerRole: peerRole, connection: conn, disk: disk, peerDisk: peerDisk,
                      outOfSyncBits: bitmap.setCount, resyncTotalBits: resync?.totalBits ?? 0,
                      wireProtocol: settings.wireProtocol, uuids: persistent, lastError: lastError,
-                     writesInFlight: requests.count)
+                     writesInFlight: requests.count, writesWaitingForActivityLog: gate.waitingForSlot.count,
+                     activityLogHot: gate.log.hotCount, activityLogHeld: gate.log.pinnedCount, diskError: diskError)
     }
 
     var sizeBytes: UInt64 { sizeSectors * 512 }
+
+    /// The largest data payload one packet carries on this link: what an h80 header can frame
+    /// before protocol 95 (32 KiB, as DRBD), and at most what the peer's P_SIZES allows.
+    var linkBioLimit: UInt32 {
+        guard let l = link else { return UInt32(WireLimits.maxBioSize) }
+        var m = UInt32(l.agreedVersion < 95 ? 32 << 10 : WireLimits.maxBioSize)
+        if let p = l.peerSizes, p.maxBioSize >= 4096 { m = min(m, p.maxBioSize) }
+        return m
+    }
+
+    /// The largest write or resync request this node issues: max-bio-size within the link's limit.
+    var maxBioBytes: UInt32 { max(4096, min(settings.maxBioSize, linkBioLimit) / 4096 * 4096) }
     var bmBits: UInt64 { (sizeSectors + 7) / 8 }
 
     /// Feeds one event; returns what to do, in order.
     public mutating func handle(_ event: EngineEvent) -> [EngineAction] {
         actions.removeAll(keepingCapacity: true)
         switch event {
-        case .tick(let now): nowMs = now; onTick()
+        case .tick(let now):
+            if now < nowMs { invariantViolated("time went backwards: \(now) ms after \(nowMs) ms") } else { nowMs = now }
+            onTick()
         case .linkEstablished(let v, let f, let rc): onLinkEstablished(version: v, features: f, resolveConflicts: rc)
         case .linkLost(let reason): onLinkLost(reason)
         case .packet(let p, let socket): onPacket(p, socket)
@@ -85,6 +120,11 @@ public struct ReplicationEngine: Sendable {
         case .replicatedSent(let rid): onReplicatedSent(rid)
         case .admin(let token, let cmd): onAdmin(token, cmd)
         }
+        if let (token, cmd) = deferredAdmin, !inTransientState {
+            deferredAdmin = nil
+            onAdmin(token, cmd)
+        }
+        if gate.slotsMayHaveFreed { wakeSlotWaiters() }
         checkDrained()
         return actions
     }
@@ -106,21 +146,6 @@ public struct ReplicationEngine: Sendable {
         link?.packetSeq &+= 1
         return link?.packetSeq ?? 0
     }
-
-    mutating func setBits(offset: UInt64, length: UInt64) {
-        let r = OutOfSyncBitmap.bits(coveringBytes: offset, length: length).clamped(to: 0..<bitmap.bitCount)
-        guard !r.isEmpty else { return }
-        if bitmap.set(r) > 0 { emit(.bitmapChanged(r, set: true)) }
-    }
-
-    /// Clears bits of whole 4 KiB blocks inside the byte range.
-    mutating func clearBits(offset: UInt64, length: UInt64) {
-        let lo = (offset + 4095) / 4096, hi = min((offset + length) / 4096, bitmap.bitCount)
-        guard lo < hi else { return }
-        if bitmap.clear(lo..<hi) > 0 { emit(.bitmapChanged(lo..<hi, set: false)) }
-    }
-
-    mutating func persist() { emit(.persist(persistent)) }
 
     var myStateWord: StateWord {
         StateWord(role: role, peer: peerRole, conn: conn, disk: disk, pdsk: peerDisk)
@@ -165,8 +190,11 @@ public struct ReplicationEngine: Sendable {
         if standAlone { conn = .standAlone }
     }
 
+    /// `down` waits for the writes in flight, then for the bitmap to be written back.
     mutating func checkDrained() {
         guard let token = draining, requests.isEmpty, flushWaiters.isEmpty, inbound.idle else { return }
+        if !bitmap.dirtyPages.isEmpty { writeBackBitmap() }
+        guard lane.idle || disk <= .diskless else { return }
         draining = nil
         emit(.adminDone(token: token, error: nil))
     }
@@ -174,6 +202,7 @@ public struct ReplicationEngine: Sendable {
 
 /// What a pending disk operation was for.
 enum DiskPurpose: Sendable {
+    case metaData(seq: UInt64)
     case appWrite(request: UInt64)
     case appFlush(id: UInt64)
     case peerWrite(generation: UInt64, ack: PacketCommand?, sector: UInt64, blockID: UInt64, size: UInt32, clearsBits: Bool)
@@ -188,6 +217,12 @@ struct Request: Sendable {
     var appID: UInt64
     var offset: UInt64
     var length: UInt64
+    /// The activity-log extent the request lies in (requests never cross an extent).
+    var extent: UInt32
+    /// What to write, until the request is issued (once its extent is durable in the log).
+    var pending: PendingOp?
+    /// The request holds its extent in the activity log.
+    var holdsExtent = false
     var localDone = false
     var localError: String?
     /// Waiting for P_RECV_ACK (protocol B) or P_WRITE_ACK (protocol C).
@@ -197,6 +232,12 @@ struct Request: Sendable {
     var epoch: UInt32?
     var barrierAcked = false
     var sentAtMs: UInt64 = 0
+}
+
+/// An application request's operation before it is issued.
+enum PendingOp: Sendable {
+    case write(data: [UInt8], fua: Bool)
+    case zero(discard: Bool, fua: Bool)
 }
 
 struct FlushWaiter: Sendable {
