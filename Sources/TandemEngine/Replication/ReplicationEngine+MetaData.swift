@@ -76,6 +76,10 @@ extension ReplicationEngine {
             gate.waitingForTransaction.removeAll { $0.seq <= seq }
             for w in ready { issue(w.rid) }
         }
+        if let r = resync, let at = r.bitmapDurableAt, at <= seq {
+            resync?.bitmapDurableAt = nil
+            requestResyncBlocks()
+        }
         pumpMeta()
     }
 

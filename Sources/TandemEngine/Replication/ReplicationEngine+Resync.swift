@@ -38,6 +38,8 @@ struct ResyncState: Sendable {
         return "(total \(seconds) sec; \(totalBits * 4 / seconds) K/sec)"
     }
     var finalFlushIssued = false
+    /// The target's bitmap write that must be durable before it requests blocks.
+    var bitmapDurableAt: UInt64?
 }
 
 /// Bitmap exchange (plain P_BITMAP chunks out; plain and RLE in), sync UUIDs, resync requests
@@ -142,6 +144,12 @@ extension ReplicationEngine {
                              throttle: ResyncThrottle(minRateKiB: settings.cMinRateKiB), lastStepMs: nowMs, startMs: nowMs)
         log("Began resync as SyncTarget (will sync \(bitmap.setCount * 4) KB)")
         sendState()
+        // The bits to resync (the peer's merged into ours) are durable before the first block
+        // is requested: the source forgets a bit once this node acknowledges its block, and a
+        // crash here before the block is flushed must still find the bit set (only a data flush
+        // lets a cleared bit reach the disk).
+        let durableAt = writeBackBitmap()
+        resync?.bitmapDurableAt = durableAt
         resyncStep()
     }
 
@@ -168,7 +176,8 @@ extension ReplicationEngine {
 
     /// Requests dirty blocks within the step's allowance and the max-buffers cap.
     mutating func requestResyncBlocks() {
-        guard var r = resync, !r.isSource, conn == .syncTarget, link != nil else { return }
+        guard var r = resync, !r.isSource, conn == .syncTarget, link != nil,
+              r.bitmapDurableAt.map({ lane.doneSeq >= $0 }) ?? true else { return }
         let maxBits = UInt64(maxBioBytes / 4096)
         let cap = settings.maxBuffers * 4096
         var requestedBlocks = 0
