@@ -55,6 +55,6 @@ let package = Package(
         .testTarget(name: "TandemEngineTests", dependencies: ["TandemEngine", "TandemCodecs"]),
         .testTarget(name: "TandemAdaptersTests", dependencies: ["TandemAdapters", "TandemEngine", "TandemCodecs"]),
         .testTarget(name: "TandemIntegrationTests", dependencies: ["TandemDaemon", "TandemAdapters", "TandemEngine", "TandemCodecs"],
-                    exclude: ["Fixtures"]),
+                    exclude: ["Fixtures", "Helpers"]),
     ]
 )

@@ -16,6 +16,9 @@ final class Cluster {
         var protocols: (String, String)?
         /// Export over TCP (nbd://127.0.0.1:PORT/r0) instead of a Unix socket.
         var tcpExport = false
+        /// More options for the resource's `net` and `disk` sections.
+        var net = ""
+        var disk = ""
     }
     let tcpExport: Bool
 
@@ -31,7 +34,8 @@ final class Cluster {
             truncate("\(dir)/\(n).img", off_t(o.size))
         }
         func resourceFile(_ proto: String, _ secret: String?) -> String {
-            let net = secret.map { "net { protocol \(proto); cram-hmac-alg sha256; shared-secret \"\($0)\"; }" } ?? "net { protocol \(proto); }"
+            let auth = secret.map { " cram-hmac-alg sha256; shared-secret \"\($0)\";" } ?? ""
+            let net = "net { protocol \(proto);\(auth) \(o.net) }" + (o.disk.isEmpty ? "" : "\n  disk { \(o.disk) }")
             return """
                 resource r0 {
                   \(net)

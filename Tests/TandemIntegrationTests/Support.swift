@@ -14,6 +14,7 @@ enum Tools {
     }
 
     static let fixtures = packageRoot + "/Tests/TandemIntegrationTests/Fixtures"
+    static let helpers = packageRoot + "/Tests/TandemIntegrationTests/Helpers"
 
     struct Result { var status: Int32; var out: String; var err: String }
 
