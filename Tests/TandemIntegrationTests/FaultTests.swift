@@ -128,4 +128,57 @@ import Testing
         let size = try c.exportSize
         #expect(try c.dataHash("alpha", bytes: size) == c.dataHash("beta", bytes: size))
     }
+
+    /// A faulty disk under alpha: nbdkit's memory plugin behind its error filter, exposed as a
+    /// file by nbdfuse, with a loop device on it. While the inject file exists every write
+    /// fails. A write to a cold extent then fails on its activity-log transaction: the write is
+    /// answered with an error and never reaches the disk, the disk detaches (Diskless), status
+    /// says why, and `down` leaves the meta-data unclean.
+    @Test func metaDataWriteFailureDetachesTheDisk() throws {
+        let work = NSTemporaryDirectory() + "tandem-faulty-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: work + "/mnt", withIntermediateDirectories: true)
+        let inject = work + "/inject"
+        var loop: String?
+        defer {
+            if let loop { _ = try? Tools.run("/usr/sbin/losetup", ["-d", loop]) }
+            _ = try? Tools.run("/usr/bin/umount", [work + "/mnt"])
+            try? FileManager.default.removeItem(atPath: work)
+        }
+        let kit = try Tools.spawn("/usr/bin/nbdkit", ["-f", "--filter=error", "--unix", work + "/sock", "memory", "64M",
+                                                      "error-pwrite=EIO", "error-pwrite-rate=100%", "error-pwrite-file=" + inject])
+        defer { kit.terminate() }
+        for _ in 0..<50 where !FileManager.default.fileExists(atPath: work + "/sock") { usleep(100_000) }
+        let fuse = try Tools.spawn("/usr/bin/nbdfuse", [work + "/mnt/disk", "nbd+unix:///?socket=\(work)/sock"])
+        defer { if fuse.isRunning { fuse.terminate() } }
+        for _ in 0..<50 where !FileManager.default.fileExists(atPath: work + "/mnt/disk") { usleep(100_000) }
+        let l = try Tools.run("/usr/sbin/losetup", ["-f", "--show", work + "/mnt/disk"])
+        try #require(l.status == 0, "losetup: \(l.err)")
+        loop = l.out.trimmingCharacters(in: .whitespacesAndNewlines)
+
+        let c = try Cluster(.init(size: 64 << 20, alphaDevice: loop))
+        defer { c.shutdown() }
+        try c.start()
+        // Extent 5 (20 MiB in) is cold: a write there needs an activity-log transaction first.
+        FileManager.default.createFile(atPath: inject, contents: nil)
+        let offset = 20 << 20
+        let r = try Tools.run("/usr/bin/python3", [Tools.helpers + "/aio-writes.py", c.uri("alpha"), "10", "\(offset)"])
+        #expect(r.out.contains("\"failed\": [\(offset)]"), "the write whose transaction failed was not refused: \(r.out) \(r.err)")
+        try c.wait("alpha", timeout: 10, "the disk detached") { $0["disk"] as? String == "Diskless" }
+        let s = try c.status("alpha")
+        #expect((s["disk-error"] as? String ?? "").contains("meta-data write failed"), "\(s)")
+        let text = try c.tandem("alpha", "status", "r0").out
+        #expect(text.contains("disk:Diskless") && text.contains("disk-error: meta-data write failed"), "\(text)")
+        #expect(c.log("alpha").contains("disk detached"))
+        // Nothing of the refused write reached either disk.
+        try FileManager.default.removeItem(atPath: inject)
+        for n in c.nodes {
+            let block = try Tools.run("/bin/sh", ["-c", "dd if=\(c.disk(n)) bs=4096 skip=\(offset / 4096) count=1 status=none | tr -d '\\000' | wc -c"])
+            #expect(block.out.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(n) holds data of a write that was refused")
+        }
+        // Further writes are refused while the disk is detached.
+        let again = try Tools.run("/usr/bin/python3", [Tools.helpers + "/aio-writes.py", c.uri("alpha"), "10", "0"])
+        #expect(again.out.contains("\"failed\": [0]"), "\(again.out)")
+        c.down("alpha")
+        #expect(c.log("alpha").contains("meta-data left unclean"))
+    }
 }
