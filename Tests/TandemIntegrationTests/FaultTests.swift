@@ -87,7 +87,8 @@ import Testing
         writer.arguments = [src, c.uri("alpha")]
         try writer.run()
         usleep(100_000)
-        if let p = c.pid("beta") { kill(p, SIGKILL) }
+        let beta = try #require(c.pid("beta"), "no pid file for beta: the fault would not be injected")
+        try #require(kill(beta, SIGKILL) == 0, "kill -9 of beta failed: \(errno)")
         writer.waitUntilExit()
         #expect(writer.terminationStatus == 0, "writes failed while the peer vanished")
         try c.wait("alpha", timeout: 20, "peer loss noticed") { $0["connection"] as? String != "Connected" }
@@ -107,18 +108,14 @@ import Testing
         defer { if let p = c.pid("beta") { kill(p, SIGCONT) }; c.shutdown() }
         try c.start()
         let alpha = try #require(c.pid("alpha")), beta = try #require(c.pid("beta"))
-        func rssKiB() -> Int {
-            let s = (try? String(contentsOfFile: "/proc/\(alpha)/status", encoding: .utf8)) ?? ""
-            let line = s.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
-        }
+        func rssKiB() throws -> Int { try Tools.rssKiB(alpha) }
         let src = c.dir + "/random.bin"
         try Tools.run("/bin/sh", ["-c", "head -c \(96 << 20) /dev/urandom > \(src)"])
-        let before = rssKiB()
+        let before = try rssKiB()
         kill(beta, SIGSTOP)
         let writer = try Tools.spawn("/usr/bin/nbdcopy", ["--connections=1", "--requests=4", "--request-size=1048576", src, c.uri("alpha")])
         sleep(3)
-        let grown = rssKiB() - before
+        let grown = try rssKiB() - before
         #expect(writer.isRunning, "96 MiB were acknowledged while the peer read nothing")
         #expect(grown < 48 * 1024, "the primary grew by \(grown) KiB while the peer was stopped")
         kill(beta, SIGCONT)

@@ -82,7 +82,7 @@ import Testing
         try writer.run()
         usleep(150_000)
         let pid = try #require(c.pid("alpha"))
-        kill(pid, SIGKILL)
+        try #require(kill(pid, SIGKILL) == 0, "kill -9 of alpha failed")
         writer.waitUntilExit()
         c.down("beta")
         for copy in ["drbdmeta", "tandem"] {

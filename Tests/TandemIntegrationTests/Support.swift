@@ -50,6 +50,16 @@ enum Tools {
         return p
     }
 
+    /// Resident memory of a process in KiB; throws when it cannot be read (never a passing 0).
+    static func rssKiB(_ pid: Int32) throws -> Int {
+        let s = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        guard let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else {
+            throw TestFailure("no VmRSS in /proc/\(pid)/status")
+        }
+        return kib
+    }
+
     static func drbdmeta(_ disk: String, _ args: String...) throws -> Result {
         try run("/usr/sbin/drbdmeta", ["--force", "0", "v08", disk, "internal"] + args)
     }
