@@ -173,8 +173,9 @@ public final class NodeDaemon: @unchecked Sendable {
     func perform(_ a: EngineAction) {
         switch a {
         case .send(let p, let s): transport.send(p, on: s)
-        case .sendReplicated(let p, let rid):
-            transport.send(p, on: .data) { self.feed(.replicatedSent(requestID: rid)) }
+        case .sendTracked(let p, let token):
+            transport.send(p, on: .data) { self.feed(.sent(token: token)) }
+        case .readData(let on): transport.setReading(on)
         case .metaData(let token, let op):
             let store = self.store
             diskThread.runIfActive(eventLoop: loop) { () -> DiskResult in

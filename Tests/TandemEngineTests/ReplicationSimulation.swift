@@ -266,7 +266,10 @@ struct ReplicationSimulation {
     let fullInitialSync: Bool
     /// Writes that waited for an activity-log slot (seen in the engine's status).
     var activityLogWaits = 0
-    /// Protocol A packets handed to the simulated socket, reported back on a later step.
+    /// Per node: the engine stopped reading its data socket (max-buffers); steps it held packets.
+    var readingPaused = [false, false]
+    var readPauses = 0
+    /// Tracked packets handed to the simulated socket, reported back on a later step.
     var sentReports: [[UInt64]] = [[], []]
     var orderChecks = 0
 
@@ -311,7 +314,8 @@ struct ReplicationSimulation {
 
     mutating func perform(_ n: Int, _ a: EngineAction) throws {
         switch a {
-        case .sendReplicated(let p, let rid):
+        case .readData(let on): readingPaused[n] = !on
+        case .sendTracked(let p, let rid):
             guard linkUp else { return }
             let last = queues[n][.data]!.last?.at ?? 0
             queues[n][.data]!.append((max(last, nowMs + rng.next() % 20), p.encode(agreedVersion: agreedVersion)))
@@ -343,6 +347,7 @@ struct ReplicationSimulation {
         guard linkUp else { return }
         linkUp = false
         queues = [[.data: [], .meta: []], [.data: [], .meta: []]]
+        readingPaused = [false, false]
         reconnectAt = nowMs + 50 + rng.next() % 200
         for i in 0..<2 where i != initiator { pendingLost.append(i) }
     }
@@ -412,7 +417,11 @@ struct ReplicationSimulation {
         }
         var choices: [Int] = []
         for n in 0..<2 {
-            for s in [Socket.data, .meta] where queues[n][s]!.first.map({ $0.at <= nowMs }) ?? false { choices.append(n * 2 + (s == .data ? 0 : 1)) }
+            for s in [Socket.data, .meta] where queues[n][s]!.first.map({ $0.at <= nowMs }) ?? false {
+                // A receiver over max-buffers does not read its data socket.
+                if s == .data && readingPaused[1 - n] { readPauses += 1; continue }
+                choices.append(n * 2 + (s == .data ? 0 : 1))
+            }
         }
         // The oldest queued operation can always complete, so a non-empty queue has a choice.
         let diskChoices = (0..<2).filter { !nodes[$0].disk.queue.isEmpty }
@@ -482,7 +491,7 @@ struct ReplicationSimulation {
         } else if r >= 94 && r < 97 && sentReports.contains(where: { !$0.isEmpty }) {
             let n = sentReports[0].isEmpty ? 1 : (sentReports[1].isEmpty ? 0 : Int(rng.next() % 2))
             let rid = sentReports[n].removeFirst()
-            try feed(n, .replicatedSent(requestID: rid))
+            try feed(n, .sent(token: rid))
         } else {
             nowMs += 1 + rng.next() % 30
             if !linkUp, let at = reconnectAt, nowMs >= at,

@@ -1,9 +1,12 @@
 import NIOCore
+import TandemEngine
 
 /// One NBD client connection: the newstyle fixed handshake (EXPORT_NAME, LIST, INFO, GO,
 /// ABORT; anything else NBD_REP_ERR_UNSUP), then pipelined transmission with simple replies.
 /// Bad requests get NBD errors; a broken stream (bad magic, oversized payload) closes this
-/// connection only.
+/// connection only. Requests in flight are limited per connection and over all connections
+/// (QueueLimits): at the limit the connection stops reading its client and holds what it
+/// already decoded until replies have left.
 final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
     typealias InboundOut = Never
 
@@ -12,15 +15,21 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
     private var noZeroes = false
     private let backend: NBDBackend
     private let log: @Sendable (String) -> Void
-    /// Requests handed to the backend and not yet answered.
+    /// Requests handed to the backend whose replies have not left yet, and their payload bytes.
     private var inFlight = 0
+    private var inFlightBytes = 0
+    /// Requests decoded while at the limit, in order; they go to the backend as replies leave.
+    private var waiting: [NBDRequest] = []
+    private var readingPaused = false
+    private let admission: NBDAdmission
     /// NBD_CMD_DISC arrived: close once the requests in flight are answered.
     private var disconnecting = false
 
     /// `transmissionOnly`: the connection starts in the transmission phase (the kernel
     /// client's ioctl interface, which negotiates nothing on the wire).
-    init(backend: NBDBackend, log: @escaping @Sendable (String) -> Void, transmissionOnly: Bool = false) {
+    init(backend: NBDBackend, admission: NBDAdmission, log: @escaping @Sendable (String) -> Void, transmissionOnly: Bool = false) {
         self.backend = backend
+        self.admission = admission
         self.log = log
         if transmissionOnly { phase = .transmission }
     }
@@ -93,6 +102,13 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
 
     func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         .needMoreData
+    }
+
+    /// The connection is gone: requests not yet started are dropped (no client waits for them);
+    /// those in flight release their room when their replies fail to leave.
+    func decoderRemoved(context: ChannelHandlerContext) {
+        waiting.removeAll()
+        admission.forget(ObjectIdentifier(self))
     }
 
     // MARK: options
@@ -170,13 +186,70 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
 
     // MARK: transmission
 
-    private func reply(_ context: ChannelHandlerContext, handle: UInt64, _ r: NBDReply) {
+    private func reply(_ context: ChannelHandlerContext, handle: UInt64, _ r: NBDReply, promise: EventLoopPromise<Void>? = nil) {
         var b = context.channel.allocator.buffer(capacity: 16 + r.data.count)
         b.writeInteger(NBDProtocol.simpleReplyMagic)
         b.writeInteger(r.error)
         b.writeInteger(handle)
         if r.error == 0 { b.writeBytes(r.data) }
-        context.writeAndFlush(NIOAny(b), promise: nil)
+        context.writeAndFlush(NIOAny(b), promise: promise)
+    }
+
+    /// Payload bytes a request holds in memory while in flight (a write's data, a read's reply).
+    static func cost(_ r: NBDRequest) -> Int { r.command == .write || r.command == .read ? Int(r.length) : 0 }
+
+    private func fits(_ bytes: Int) -> Bool {
+        inFlight < QueueLimits.nbdRequestsPerConnection
+            && (inFlightBytes == 0 || inFlightBytes + bytes <= QueueLimits.nbdBytesPerConnection)
+            && admission.fits(bytes)
+    }
+
+    /// Hands requests to the backend while they fit; stops reading the client while they do not.
+    private func pump(_ context: ChannelHandlerContext) {
+        while let r = waiting.first, fits(Self.cost(r)) {
+            waiting.removeFirst()
+            dispatch(context, r)
+        }
+        if waiting.isEmpty {
+            admission.forget(ObjectIdentifier(self))
+            if readingPaused {
+                readingPaused = false
+                context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+            }
+        } else {
+            let loop = context.eventLoop
+            let boxed = NIOLoopBound(context, eventLoop: loop)
+            admission.wakeWhenRoom(ObjectIdentifier(self)) { [self] in self.pump(boxed.value) }
+            if !readingPaused {
+                readingPaused = true
+                context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+            }
+        }
+        if disconnecting && inFlight == 0 && waiting.isEmpty { context.close(promise: nil) }
+    }
+
+    private func dispatch(_ context: ChannelHandlerContext, _ request: NBDRequest) {
+        let cost = Self.cost(request)
+        inFlight += 1
+        inFlightBytes += cost
+        admission.take(cost)
+        let loop = context.eventLoop
+        let boxed = NIOLoopBound(context, eventLoop: loop)
+        let handle = request.handle
+        backend.handle(request) { [self] r in
+            loop.execute {
+                // The request counts until its reply is in the socket buffer: a client that
+                // does not read its replies holds the server back, not its memory.
+                let sent = loop.makePromise(of: Void.self)
+                sent.futureResult.whenComplete { _ in
+                    self.inFlight -= 1
+                    self.inFlightBytes -= cost
+                    self.admission.release(cost)
+                    self.pump(boxed.value)
+                }
+                self.reply(boxed.value, handle: handle, r, promise: sent)
+            }
+        }
     }
 
     private func handleRequest(context: ChannelHandlerContext, flags: UInt16, type: UInt16, handle: UInt64,
@@ -188,7 +261,7 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
         switch cmd {
         case .disconnect:
             disconnecting = true
-            if inFlight == 0 { context.close(promise: nil) }
+            if inFlight == 0 && waiting.isEmpty { context.close(promise: nil) }
             return
         case .flush:
             break
@@ -211,15 +284,7 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
         let request = NBDRequest(command: cmd, fua: flags & NBDProtocol.cmdFlagFUA != 0,
                                  noHole: flags & NBDProtocol.cmdFlagNoHole != 0, handle: handle, offset: offset,
                                  length: length, data: data)
-        let loop = context.eventLoop
-        let boxed = NIOLoopBound(context, eventLoop: loop)
-        inFlight += 1
-        backend.handle(request) { [self] r in
-            loop.execute {
-                self.reply(boxed.value, handle: handle, r)
-                self.inFlight -= 1
-                if self.disconnecting && self.inFlight == 0 { boxed.value.close(promise: nil) }
-            }
-        }
+        waiting.append(request)
+        pump(context)
     }
 }

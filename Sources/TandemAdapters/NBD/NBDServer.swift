@@ -8,6 +8,8 @@ public final class NBDServer: @unchecked Sendable {
     private var channel: Channel?
     private var attached: [Channel] = []
     private let log: @Sendable (String) -> Void
+    /// Requests in flight over all the export's connections.
+    private let admission = NBDAdmission()
 
     public init(group: EventLoopGroup, backend: NBDBackend, log: @escaping @Sendable (String) -> Void) {
         self.group = group
@@ -16,13 +18,13 @@ public final class NBDServer: @unchecked Sendable {
     }
 
     private var bootstrap: ServerBootstrap {
-        let backend = self.backend, log = self.log
+        let backend = self.backend, log = self.log, admission = self.admission
         return ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture {
-                    try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(NBDConnectionHandler(backend: backend, log: log)))
+                    try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(NBDConnectionHandler(backend: backend, admission: admission, log: log)))
                     ch.writeAndFlush(NBDConnectionHandler.greeting(ch.allocator), promise: nil)
                 }
             }
@@ -41,12 +43,12 @@ public final class NBDServer: @unchecked Sendable {
     /// Serves an already connected socket in the transmission phase (the kernel client's end
     /// of a socket pair; see `KernelNBDClient`). Closing the server closes it too.
     public func serve(connectedSocket: Int32) throws {
-        let backend = self.backend, log = self.log
+        let backend = self.backend, log = self.log, admission = self.admission
         let ch = try ClientBootstrap(group: group)
             .channelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture {
                     try ch.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(NBDConnectionHandler(backend: backend, log: log, transmissionOnly: true)))
+                        ByteToMessageHandler(NBDConnectionHandler(backend: backend, admission: admission, log: log, transmissionOnly: true)))
                 }
             }
             .withConnectedSocket(connectedSocket).wait()

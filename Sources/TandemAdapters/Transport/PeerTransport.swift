@@ -123,6 +123,14 @@ public final class PeerTransport: @unchecked Sendable {
         ch.writeAndFlush(b, promise: promise)
     }
 
+    /// Stops or resumes reading the data connection: the engine's max-buffers backpressure
+    /// (the peer's packets wait in TCP while what arrived is written).
+    public func setReading(_ on: Bool) {
+        data?.setOption(ChannelOptions.autoRead, value: on).whenFailure { [self] e in
+            self.callbacks.log("could not \(on ? "resume" : "pause") reading the data connection: \(e)")
+        }
+    }
+
     private func write(_ ch: Channel, _ bytes: [UInt8]) {
         var b = ch.allocator.buffer(capacity: bytes.count)
         b.writeBytes(bytes)
@@ -231,6 +239,11 @@ public final class PeerTransport: @unchecked Sendable {
         }
         if isEstablished {
             callbacks.packet(p, isData ? .data : .meta)
+            return
+        }
+        guard pendingEarly.count < QueueLimits.packetsBeforeHandshake else {
+            callbacks.log("protocol error from peer: more than \(QueueLimits.packetsBeforeHandshake) packets before the handshake completed")
+            lostConnection("protocol error: more than \(QueueLimits.packetsBeforeHandshake) packets before the handshake completed")
             return
         }
         guard isData else {

@@ -19,8 +19,8 @@ public enum EngineEvent: Sendable {
     case appFlush(id: UInt64)
     /// A disk or meta-data operation the engine asked for has finished.
     case diskDone(token: UInt64, result: DiskResult)
-    /// The packet of a `.sendReplicated` action is in the kernel's socket buffer.
-    case replicatedSent(requestID: UInt64)
+    /// The packet of a `.sendTracked` action is in the kernel's socket buffer.
+    case sent(token: UInt64)
     /// The time, in milliseconds of a monotonic clock: it never goes backwards.
     case tick(nowMs: UInt64)
     /// An operator verb; the engine answers with `.adminDone(token, ...)`.
@@ -53,10 +53,15 @@ public enum DiskOperation: Sendable, Equatable {
 /// What the engine asks the outside world to do, in order.
 public enum EngineAction: Sendable {
     case send(Packet, on: Socket)
-    /// Protocol A's P_DATA (or trim) on the data socket: report `.replicatedSent` once it is in
-    /// the socket buffer. Until then the write is not complete, so a slow link holds the
-    /// application back instead of filling memory.
-    case sendReplicated(Packet, requestID: UInt64)
+    /// A packet on the data socket whose departure the engine waits for: report `.sent(token)`
+    /// once it is in the socket buffer (never, if the connection fails first). Protocol A's
+    /// P_DATA (a write is not complete before, so a slow link holds the application back
+    /// instead of filling memory) and the resync source's replies (they count against
+    /// max-buffers until then).
+    case sendTracked(Packet, token: UInt64)
+    /// Stop (false) or resume (true) reading the data socket: what the peer sent waits in TCP
+    /// while what was received is written (max-buffers).
+    case readData(Bool)
     case disk(token: UInt64, DiskOperation)
     /// A meta-data write (activity-log transaction, bitmap pages, superblock), durable when it
     /// completes; its completion comes back as `.diskDone` with the same token. The engine
@@ -118,6 +123,9 @@ public struct EngineSettings: Sendable, Equatable {
     public var alExtents = 1237
     /// How often changed bitmap pages are written back (ms of the engine's clock).
     public var bitmapWritebackMs: UInt64 = 1000
+    /// Requests the transfer log holds (in flight or waiting for their epoch's barrier ack);
+    /// more wait to start.
+    public var transferLogLimit = QueueLimits.transferLog
     /// The resync controller's parameters from these settings.
     public var controller: ResyncController.Parameters {
         .init(resyncRateKiB: resyncRateKiB, planAhead: cPlanAhead, delayTarget: cDelayTarget, fillTarget: cFillTarget,

@@ -10,6 +10,8 @@ extension ReplicationEngine {
                          lastReceiveMs: nowMs)
         conn = .wfReportParams
         inbound = InboundState()
+        receiveBudget = ReceiveBudget()
+        sendPurpose.removeAll()
         bitmapReceive = BitmapReceive()
         lastError = nil
         send(.protocolSettings(ProtocolSettings(wireProtocol: settings.wireProtocol, afterSB0p: settings.afterSB0p,
@@ -44,6 +46,8 @@ extension ReplicationEngine {
         resync = nil
         bitmapReceive = BitmapReceive()
         inbound = InboundState()
+        receiveBudget = ReceiveBudget()
+        sendPurpose.removeAll()
         // Requests still waiting for their activity-log extent are not issued yet: they mark
         // their blocks when they are.
         for (id, r) in requests where r.pending == nil {
@@ -93,7 +97,12 @@ extension ReplicationEngine {
         guard link != nil else { return }
         link?.lastReceiveMs = nowMs
         if socket == .data && (inbound.closing != nil || !inbound.queued.isEmpty) {
+            guard inbound.queued.count < QueueLimits.packetsBehindBarrier else {
+                fail("protocol error: the peer sent more than \(QueueLimits.packetsBehindBarrier) packets behind a barrier")
+                return
+            }
             inbound.queued.append(p)
+            receiveBudget.queuedBytes += ReceiveBudget.cost(p)
             return
         }
         dispatch(p, socket)

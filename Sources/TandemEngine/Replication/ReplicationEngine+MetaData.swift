@@ -209,6 +209,7 @@ extension ReplicationEngine {
     /// of sync, or it failed before reaching the disk): it lets go of its extent.
     mutating func retire(_ rid: UInt64) {
         guard let r = requests.removeValue(forKey: rid) else { return }
+        if r.issued { issuedRequests -= 1 }
         if r.holdsExtent {
             if !gate.log.unpin(r.extent) { invariantViolated("request \(rid) ended holding extent \(r.extent), which had no hold") }
             if !gate.waitingForSlot.isEmpty { gate.slotsMayHaveFreed = true }
@@ -229,7 +230,8 @@ extension ReplicationEngine {
         disk = .diskless
         lane.queue.removeAll()
         gate.durableAt.removeAll()
-        let unissued = gate.waitingForSlot + gate.waitingForTransaction.map(\.rid)
+        let unissued = transferLogWaiting + gate.waitingForSlot + gate.waitingForTransaction.map(\.rid)
+        transferLogWaiting.removeAll()
         gate.waitingForSlot.removeAll()
         gate.waitingForTransaction.removeAll()
         for rid in unissued { failUnissued(rid, reason) }

@@ -56,6 +56,7 @@ extension ReplicationEngine {
             resync?.throttle?.noteOtherIO(sectors: Int(size / 512))
         }
         inbound.pending += 1
+        receiveBudget.peerWriteBytes += Int(size) + QueueLimits.packetOverhead
         diskOp(op, .peerWrite(generation: linkGeneration, ack: ackCmd, sector: h.sector, blockID: h.blockID,
                               size: size, clearsBits: clears))
     }
@@ -64,6 +65,7 @@ extension ReplicationEngine {
                                   _ blockID: UInt64, _ size: UInt32, _ clears: Bool) {
         guard gen == linkGeneration, link != nil else { return }
         inbound.pending -= 1
+        receiveBudget.peerWriteBytes -= Int(size) + QueueLimits.packetOverhead
         if case .failed = result {
             send(.blockAck(.negAck, BlockAck(sector: sector, blockID: blockID, size: size, seqNum: nextSeq())), .meta)
             setBits(offset: sector * 512, length: UInt64(size))
@@ -72,6 +74,21 @@ extension ReplicationEngine {
             if let ack { send(.blockAck(ack, BlockAck(sector: sector, blockID: blockID, size: size, seqNum: nextSeq())), .meta) }
         }
         maybeFlushInbound()
+    }
+
+    /// max-buffers: the data socket is not read while what the peer sent and this node has not
+    /// finished with is over the limit, and is read again once half of it is done.
+    mutating func updateReading() {
+        guard link != nil else { receiveBudget.paused = false; return }
+        let limit = settings.maxBuffers * 4096
+        let total = receiveBudget.total
+        if !receiveBudget.paused && total >= limit {
+            receiveBudget.paused = true
+            emit(.readData(false))
+        } else if receiveBudget.paused && total <= limit / 2 {
+            receiveBudget.paused = false
+            emit(.readData(true))
+        }
     }
 
     mutating func maybeFlushInbound() {
@@ -96,6 +113,7 @@ extension ReplicationEngine {
         // Packets that arrived behind the barrier run now, until the next barrier closes.
         while inbound.closing == nil && !inbound.queued.isEmpty && link != nil {
             let p = inbound.queued.removeFirst()
+            receiveBudget.queuedBytes -= ReceiveBudget.cost(p)
             dispatch(p, .data)
         }
     }

@@ -330,6 +330,7 @@ extension ReplicationEngine {
         }
         switch cmd {
         case .rsDataRequest where disk == .upToDate:
+            receiveBudget.resyncReplyBytes += Int(r.size)
             diskOp(.read(offset: offset, length: Int(r.size)),
                    .resyncRead(generation: linkGeneration, sector: r.sector, size: r.size, blockID: r.blockID))
         case .rsDataRequest, .rsThinRequest, .csumRSRequest, .ovRequest:
@@ -344,8 +345,11 @@ extension ReplicationEngine {
     mutating func onResyncReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32, _ blockID: UInt64) {
         guard gen == linkGeneration, link != nil else { return }
         if case .data(let d) = result, d.count == Int(size) {
-            send(.data(.rsDataReply, DataHeader(sector: sector, blockID: blockID, seqNum: 0, flags: 0), digest: [], payload: d))
+            // Counts against max-buffers until it is in the socket buffer.
+            sendTracked(.data(.rsDataReply, DataHeader(sector: sector, blockID: blockID, seqNum: 0, flags: 0), digest: [], payload: d),
+                        .resyncReply(bytes: Int(size), generation: linkGeneration))
         } else {
+            receiveBudget.resyncReplyBytes -= Int(size)
             send(.blockAck(.negRSDReply, BlockAck(sector: sector, blockID: blockID, size: size, seqNum: nextSeq())), .meta)
         }
     }

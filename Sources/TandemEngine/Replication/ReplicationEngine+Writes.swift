@@ -72,7 +72,20 @@ extension ReplicationEngine {
         assert(OutOfSyncBitmap.extent(ofBit: (offset + length - 1) / 4096) == extent, "a request crosses an extent")
         requests[rid] = Request(appID: appID, offset: offset, length: length, extent: extent, pending: op, sentAtMs: nowMs)
         appCalls[appID, default: (0, nil)].left += 1
+        if issuedRequests >= settings.transferLogLimit || !transferLogWaiting.isEmpty {
+            transferLogWaiting.append(rid)
+            return
+        }
         admit(rid)
+    }
+
+    /// Room in the transfer log: the waiting requests start, in arrival order.
+    mutating func wakeTransferLogWaiters() {
+        var n = 0
+        while n < transferLogWaiting.count && issuedRequests + n < settings.transferLogLimit { n += 1 }
+        let starting = transferLogWaiting.prefix(n)
+        transferLogWaiting.removeFirst(n)
+        for rid in starting where requests[rid] != nil { admit(rid) }
     }
 
     /// The request's extent is durable in the activity log: to the disk and, when replicating,
@@ -83,8 +96,10 @@ extension ReplicationEngine {
             return
         }
         r.pending = nil
+        r.issued = true
         r.sentAtMs = nowMs
         requests[rid] = r
+        issuedRequests += 1
         let (offset, length) = (r.offset, r.length)
         if !replicating {
             setBits(offset: offset, length: length)
@@ -124,7 +139,23 @@ extension ReplicationEngine {
         requests[rid] = r
         epochWrites += 1
         let p = packet(DataHeader(sector: r.offset / 512, blockID: rid, seqNum: nextSeq(), flags: flags))
-        if settings.wireProtocol == 1 { emit(.sendReplicated(p, requestID: rid)) } else { send(p) }
+        if settings.wireProtocol == 1 { sendTracked(p, .replicated(request: rid)) } else { send(p) }
+    }
+
+    mutating func sendTracked(_ p: Packet, _ purpose: SendPurpose) {
+        let token = nextToken
+        nextToken += 1
+        sendPurpose[token] = purpose
+        emit(.sendTracked(p, token: token))
+    }
+
+    /// A tracked packet left. Reports of a link already lost find nothing.
+    mutating func onSent(_ token: UInt64) {
+        switch sendPurpose.removeValue(forKey: token) {
+        case .replicated(let rid): onReplicatedSent(rid)
+        case .resyncReply(let bytes, let gen): if gen == linkGeneration { receiveBudget.resyncReplyBytes -= bytes }
+        case nil: break
+        }
     }
 
     /// Protocol A: the write's packet left for the peer; with the local write done, it completes.

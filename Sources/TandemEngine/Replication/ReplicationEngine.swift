@@ -43,6 +43,13 @@ public struct ReplicationEngine: Sendable {
 
     // Secondary side: the epoch being received.
     var inbound = InboundState()
+    /// What the tracked sends in flight are for.
+    var sendPurpose: [UInt64: SendPurpose] = [:]
+    /// max-buffers: what the peer sent that this node has not finished with.
+    var receiveBudget = ReceiveBudget()
+    /// Requests issued and not yet retired, and those waiting because the transfer log is full.
+    var issuedRequests = 0
+    var transferLogWaiting: [UInt64] = []
 
     // Resync and bitmap exchange.
     var resync: ResyncState?
@@ -117,7 +124,7 @@ public struct ReplicationEngine: Sendable {
             onAppZero(id: id, offset: offset, length: length, discard: discard, fua: fua)
         case .appFlush(let id): onAppFlush(id: id)
         case .diskDone(let token, let result): onDiskDone(token, result)
-        case .replicatedSent(let rid): onReplicatedSent(rid)
+        case .sent(let token): onSent(token)
         case .admin(let token, let cmd): onAdmin(token, cmd)
         }
         if let (token, cmd) = deferredAdmin, !inTransientState {
@@ -125,6 +132,8 @@ public struct ReplicationEngine: Sendable {
             onAdmin(token, cmd)
         }
         if gate.slotsMayHaveFreed { wakeSlotWaiters() }
+        if !transferLogWaiting.isEmpty && issuedRequests < settings.transferLogLimit { wakeTransferLogWaiters() }
+        updateReading()
         checkDrained()
         return actions
     }
@@ -135,7 +144,17 @@ public struct ReplicationEngine: Sendable {
     mutating func send(_ p: Packet, _ s: Socket = .data) { emit(.send(p, on: s)) }
     mutating func log(_ s: String) { emit(.log(s)) }
 
+    /// Disk operations in flight never exceed what the other limits allow: one per issued
+    /// request (the transfer log), the received writes, resync reads and writes max-buffers
+    /// allows (a packet counts at least QueueLimits.packetOverhead), a flush per NBD flush.
+    var diskOperationLimit: Int {
+        settings.transferLogLimit + (4096 / QueueLimits.packetOverhead + 2) * settings.maxBuffers + QueueLimits.nbdRequestsTotal + 8
+    }
+
     mutating func diskOp(_ op: DiskOperation, _ purpose: DiskPurpose) {
+        if diskPurpose.count >= diskOperationLimit {
+            invariantViolated("more than \(diskOperationLimit) disk operations in flight")
+        }
         let t = nextToken
         nextToken += 1
         diskPurpose[t] = purpose
@@ -223,6 +242,8 @@ struct Request: Sendable {
     var pending: PendingOp?
     /// The request holds its extent in the activity log.
     var holdsExtent = false
+    /// The request went to the disk (and the transfer log counts it).
+    var issued = false
     var localDone = false
     var localError: String?
     /// Waiting for P_RECV_ACK (protocol B) or P_WRITE_ACK (protocol C).
@@ -232,6 +253,31 @@ struct Request: Sendable {
     var epoch: UInt32?
     var barrierAcked = false
     var sentAtMs: UInt64 = 0
+}
+
+/// What a tracked send was for.
+enum SendPurpose: Sendable {
+    /// Protocol A: the request completes once its packet left.
+    case replicated(request: UInt64)
+    /// A resync reply: its bytes count against max-buffers until it left.
+    case resyncReply(bytes: Int, generation: UInt64)
+}
+
+/// max-buffers on the receiving side: bytes of what the peer sent and this node has not
+/// finished with (peer writes on their way to the disk, packets held behind a barrier, resync
+/// reads and their replies until they left). Over the limit, the data socket is not read.
+struct ReceiveBudget: Sendable {
+    var peerWriteBytes = 0
+    var queuedBytes = 0
+    var resyncReplyBytes = 0
+    var paused = false
+    var total: Int { peerWriteBytes + queuedBytes + resyncReplyBytes }
+
+    /// What a received packet counts: its payload and a fixed overhead.
+    static func cost(_ p: Packet) -> Int {
+        if case .data(_, _, _, let payload) = p { return payload.count + QueueLimits.packetOverhead }
+        return QueueLimits.packetOverhead
+    }
 }
 
 /// An application request's operation before it is issued.
