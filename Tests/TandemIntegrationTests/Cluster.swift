@@ -19,11 +19,12 @@ final class Cluster {
         /// More options for the resource's `net` and `disk` sections.
         var net = ""
         var disk = ""
-        /// Alpha's backing device instead of a file in the cluster's folder (a loop device).
+        /// A node's backing device instead of a file in the cluster's folder (a loop device).
         var alphaDevice: String?
+        var betaDevice: String?
     }
     let tcpExport: Bool
-    let alphaDevice: String?
+    let devices: [String: String]
 
     init(_ o: Options = Options()) throws {
         dir = NSTemporaryDirectory() + "tandem-cluster-\(UUID().uuidString.prefix(8))"
@@ -32,8 +33,11 @@ final class Cluster {
         ports = (base, base + 1)
         size = o.size
         tcpExport = o.tcpExport
-        alphaDevice = o.alphaDevice
-        for n in ["alpha", "beta"] where !(n == "alpha" && o.alphaDevice != nil) {
+        var devices: [String: String] = [:]
+        devices["alpha"] = o.alphaDevice
+        devices["beta"] = o.betaDevice
+        self.devices = devices
+        for n in ["alpha", "beta"] where devices[n] == nil {
             FileManager.default.createFile(atPath: "\(dir)/\(n).img", contents: nil)
             truncate("\(dir)/\(n).img", off_t(o.size))
         }
@@ -43,8 +47,8 @@ final class Cluster {
             return """
                 resource r0 {
                   \(net)
-                  on alpha { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 2)/r0" : "nbd+unix:///r0?socket=\(dir)/alpha.nbd")"; disk \(o.alphaDevice ?? "\(dir)/alpha.img"); address 127.0.0.1:\(ports.0); meta-disk internal; }
-                  on beta { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 3)/r0" : "nbd+unix:///r0?socket=\(dir)/beta.nbd")"; disk \(dir)/beta.img; address 127.0.0.1:\(ports.1); meta-disk internal; }
+                  on alpha { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 2)/r0" : "nbd+unix:///r0?socket=\(dir)/alpha.nbd")"; disk \(devices["alpha"] ?? "\(dir)/alpha.img"); address 127.0.0.1:\(ports.0); meta-disk internal; }
+                  on beta { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 3)/r0" : "nbd+unix:///r0?socket=\(dir)/beta.nbd")"; disk \(devices["beta"] ?? "\(dir)/beta.img"); address 127.0.0.1:\(ports.1); meta-disk internal; }
                 }
                 """
         }
@@ -61,7 +65,7 @@ final class Cluster {
     }
 
     func runDir(_ node: String) -> String { "\(dir)/run-\(node)" }
-    func disk(_ node: String) -> String { node == "alpha" ? alphaDevice ?? "\(dir)/alpha.img" : "\(dir)/\(node).img" }
+    func disk(_ node: String) -> String { devices[node] ?? "\(dir)/\(node).img" }
     func uri(_ node: String) -> String {
         tcpExport ? "nbd://127.0.0.1:\(ports.0 + (node == "alpha" ? 2 : 3))/r0" : "nbd+unix:///r0?socket=\(dir)/\(node).nbd"
     }

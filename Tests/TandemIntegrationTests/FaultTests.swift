@@ -132,25 +132,12 @@ import Testing
     /// answered with an error and never reaches the disk, the disk detaches (Diskless), status
     /// says why, and `down` leaves the meta-data unclean.
     @Test func metaDataWriteFailureDetachesTheDisk() throws {
-        let work = NSTemporaryDirectory() + "tandem-faulty-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: work + "/mnt", withIntermediateDirectories: true)
-        let inject = work + "/inject"
-        var loop: String?
-        defer {
-            if let loop { _ = try? Tools.run("/usr/sbin/losetup", ["-d", loop]) }
-            _ = try? Tools.run("/usr/bin/umount", [work + "/mnt"])
-            try? FileManager.default.removeItem(atPath: work)
-        }
-        let kit = try Tools.spawn("/usr/bin/nbdkit", ["-f", "--filter=error", "--unix", work + "/sock", "memory", "64M",
-                                                      "error-pwrite=EIO", "error-pwrite-rate=100%", "error-pwrite-file=" + inject])
-        defer { kit.terminate() }
-        for _ in 0..<50 where !FileManager.default.fileExists(atPath: work + "/sock") { usleep(100_000) }
-        let fuse = try Tools.spawn("/usr/bin/nbdfuse", [work + "/mnt/disk", "nbd+unix:///?socket=\(work)/sock"])
-        defer { if fuse.isRunning { fuse.terminate() } }
-        for _ in 0..<50 where !FileManager.default.fileExists(atPath: work + "/mnt/disk") { usleep(100_000) }
-        let l = try Tools.run("/usr/sbin/losetup", ["-f", "--show", work + "/mnt/disk"])
-        try #require(l.status == 0, "losetup: \(l.err)")
-        loop = l.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        // While this file exists, every write to the disk fails.
+        let inject = NSTemporaryDirectory() + "tandem-inject-\(UUID().uuidString.prefix(8))"
+        let disk = try FilteredDisk(["--filter=error", "memory", "64M", "error-pwrite=EIO", "error-pwrite-rate=100%",
+                                     "error-pwrite-file=" + inject])
+        defer { disk.remove(); try? FileManager.default.removeItem(atPath: inject) }
+        let loop: String? = disk.device
 
         let c = try Cluster(.init(size: 64 << 20, alphaDevice: loop))
         defer { c.shutdown() }

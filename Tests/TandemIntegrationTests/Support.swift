@@ -112,6 +112,68 @@ enum Tools {
     }
 }
 
+/// A disk made of nbdkit's memory plugin behind filters (error, delay), exposed as a file by
+/// nbdfuse with a loop device on it: a block device that fails or is slow on demand.
+final class FilteredDisk {
+    let work: String
+    let device: String
+    private let kit: Process
+    private let fuse: Process
+
+    /// `arguments`: nbdkit's filters and the memory plugin's size and the filters' parameters,
+    /// e.g. ["--filter=delay", "memory", "256M", "delay-write=20ms"].
+    init(_ arguments: [String]) throws {
+        work = NSTemporaryDirectory() + "tandem-disk-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: work + "/mnt", withIntermediateDirectories: true)
+        kit = try Tools.spawn("/usr/bin/nbdkit", ["-f", "--unix", work + "/sock"] + arguments)
+        for _ in 0..<50 where !FileManager.default.fileExists(atPath: work + "/sock") { usleep(100_000) }
+        fuse = try Tools.spawn("/usr/bin/nbdfuse", [work + "/mnt/disk", "nbd+unix:///?socket=\(work)/sock"])
+        for _ in 0..<50 where !FileManager.default.fileExists(atPath: work + "/mnt/disk") { usleep(100_000) }
+        let l = try Tools.run("/usr/sbin/losetup", ["-f", "--show", work + "/mnt/disk"])
+        guard l.status == 0 else { kit.terminate(); fuse.terminate(); throw TestFailure("losetup: \(l.err)") }
+        device = l.out.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Detaches the loop device, unmounts, stops nbdkit.
+    func remove() {
+        _ = try? Tools.run("/usr/sbin/losetup", ["-d", device])
+        _ = try? Tools.run("/usr/bin/umount", [work + "/mnt"])
+        if fuse.isRunning { fuse.terminate() }
+        if kit.isRunning { kit.terminate() }
+        try? FileManager.default.removeItem(atPath: work)
+    }
+}
+
+/// A program whose standard output the test reads line by line while it runs.
+final class PipedProcess {
+    let process = Process()
+    private let out = Pipe()
+    private var buffered = Data()
+
+    init(_ exe: String, _ args: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: exe)
+        process.arguments = args
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    /// The next line, or nil at the end of its output.
+    func line() -> String? {
+        while true {
+            if let i = buffered.firstIndex(of: 0x0A) {
+                let l = String(decoding: buffered[buffered.startIndex..<i], as: UTF8.self)
+                buffered = Data(buffered[(i + 1)...])
+                return l
+            }
+            let d = out.fileHandleForReading.availableData
+            if d.isEmpty { return buffered.isEmpty ? nil : String(decoding: buffered, as: UTF8.self) }
+            buffered += d
+        }
+    }
+}
+
 struct TestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
