@@ -209,7 +209,7 @@ extension ReplicationEngine {
     /// of sync, or it failed before reaching the disk): it lets go of its extent.
     mutating func retire(_ rid: UInt64) {
         guard let r = requests.removeValue(forKey: rid) else { return }
-        if r.issued { issuedRequests -= 1 }
+        if r.logged { loggedRequests -= 1 }
         if r.holdsExtent {
             if !gate.log.unpin(r.extent) { invariantViolated("request \(rid) ended holding extent \(r.extent), which had no hold") }
             if !gate.waitingForSlot.isEmpty { gate.slotsMayHaveFreed = true }

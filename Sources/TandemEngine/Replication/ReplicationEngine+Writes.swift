@@ -72,20 +72,25 @@ extension ReplicationEngine {
         assert(OutOfSyncBitmap.extent(ofBit: (offset + length - 1) / 4096) == extent, "a request crosses an extent")
         requests[rid] = Request(appID: appID, offset: offset, length: length, extent: extent, pending: op, sentAtMs: nowMs)
         appCalls[appID, default: (0, nil)].left += 1
-        if issuedRequests >= settings.transferLogLimit || !transferLogWaiting.isEmpty {
+        if loggedRequests >= settings.transferLogLimit || !transferLogWaiting.isEmpty {
             transferLogWaiting.append(rid)
             return
         }
+        enterTransferLog(rid)
+    }
+
+    mutating func enterTransferLog(_ rid: UInt64) {
+        loggedRequests += 1
+        requests[rid]?.logged = true
         admit(rid)
     }
 
     /// Room in the transfer log: the waiting requests start, in arrival order.
     mutating func wakeTransferLogWaiters() {
-        var n = 0
-        while n < transferLogWaiting.count && issuedRequests + n < settings.transferLogLimit { n += 1 }
-        let starting = transferLogWaiting.prefix(n)
-        transferLogWaiting.removeFirst(n)
-        for rid in starting where requests[rid] != nil { admit(rid) }
+        while let rid = transferLogWaiting.first, loggedRequests < settings.transferLogLimit {
+            transferLogWaiting.removeFirst()
+            if requests[rid] != nil { enterTransferLog(rid) }
+        }
     }
 
     /// The request's extent is durable in the activity log: to the disk and, when replicating,
@@ -96,10 +101,8 @@ extension ReplicationEngine {
             return
         }
         r.pending = nil
-        r.issued = true
         r.sentAtMs = nowMs
         requests[rid] = r
-        issuedRequests += 1
         let (offset, length) = (r.offset, r.length)
         if !replicating {
             setBits(offset: offset, length: length)

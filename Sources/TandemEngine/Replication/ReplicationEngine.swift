@@ -47,8 +47,9 @@ public struct ReplicationEngine: Sendable {
     var sendPurpose: [UInt64: SendPurpose] = [:]
     /// max-buffers: what the peer sent that this node has not finished with.
     var receiveBudget = ReceiveBudget()
-    /// Requests issued and not yet retired, and those waiting because the transfer log is full.
-    var issuedRequests = 0
+    /// Requests in the transfer log (started: waiting for their extent or issued, not yet
+    /// retired), and those waiting because it is full.
+    var loggedRequests = 0
     var transferLogWaiting: [UInt64] = []
 
     // Resync and bitmap exchange.
@@ -132,7 +133,7 @@ public struct ReplicationEngine: Sendable {
             onAdmin(token, cmd)
         }
         if gate.slotsMayHaveFreed { wakeSlotWaiters() }
-        if !transferLogWaiting.isEmpty && issuedRequests < settings.transferLogLimit { wakeTransferLogWaiters() }
+        if !transferLogWaiting.isEmpty && loggedRequests < settings.transferLogLimit { wakeTransferLogWaiters() }
         updateReading()
         checkDrained()
         return actions
@@ -242,8 +243,8 @@ struct Request: Sendable {
     var pending: PendingOp?
     /// The request holds its extent in the activity log.
     var holdsExtent = false
-    /// The request went to the disk (and the transfer log counts it).
-    var issued = false
+    /// The request is in the transfer log (it may wait for its extent).
+    var logged = false
     var localDone = false
     var localError: String?
     /// Waiting for P_RECV_ACK (protocol B) or P_WRITE_ACK (protocol C).
