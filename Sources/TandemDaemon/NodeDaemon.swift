@@ -82,6 +82,8 @@ public final class NodeDaemon: @unchecked Sendable {
         transport = PeerTransport(
             loop: loop, me: .init(host: plan.me.host, port: plan.me.port), peer: .init(host: plan.peer.host, port: plan.peer.port),
             sharedSecret: plan.sharedSecret, cramHmacAlg: plan.cramHmacAlg,
+            sendBufferBytes: plan.sendBufferBytes, receiveBufferBytes: plan.receiveBufferBytes,
+            connectInterval: .seconds(Int64(plan.connectIntervalSeconds)),
             callbacks: .init(
                 established: { v, f, rc in me.feed(.linkEstablished(agreedVersion: v, featureFlags: f, resolveConflicts: rc)) },
                 packet: { p, s in me.feed(.packet(p, from: s)) },

@@ -60,6 +60,11 @@ public struct ResourcePlan: Sendable {
     public var cramHmacAlg: String?
     public var settings: EngineSettings
     public var alExtents: Int
+    /// net sndbuf-size and rcvbuf-size in bytes (0: the kernel tunes them).
+    public var sendBufferBytes: Int
+    public var receiveBufferBytes: Int
+    /// net connect-int: the longest wait between connection attempts, in seconds.
+    public var connectIntervalSeconds: Int
 
     public init(_ local: LocalResource, runDir: String) throws {
         let r = local.resource, c = local.config
@@ -89,9 +94,7 @@ public struct ResourcePlan: Sendable {
             throw ConfigError(nil, "\(r.name): cram-hmac-alg and shared-secret must be set together")
         }
         if let alg = cramHmacAlg { _ = try DigestAlgorithm(named: alg) }
-        if let ia = v("data-integrity-alg", "net"), !ia.isEmpty {
-            throw ConfigError(nil, "\(r.name): data-integrity-alg is not supported yet")
-        }
+        try OptionSupport.check(v, resource: r.name)
         func policy(_ n: String) throws -> UInt32 {
             let names = ["disconnect", "discard-younger-primary", "discard-older-primary", "discard-zero-changes",
                          "discard-least-changes", "discard-local", "discard-remote", "consensus", "discard-secondary",
@@ -125,6 +128,9 @@ public struct ResourcePlan: Sendable {
         let timeout = UInt64(v("timeout", "net").flatMap { UInt64($0) } ?? 60) * 100
         let ko = UInt64(v("ko-count", "net").flatMap { UInt64($0) } ?? 7)
         st.requestTimeoutMs = max(timeout * max(ko, 1), 1000)
+        sendBufferBytes = Int(Self.bytes(v("sndbuf-size", "net")) ?? 0)
+        receiveBufferBytes = Int(Self.bytes(v("rcvbuf-size", "net")) ?? 0)
+        connectIntervalSeconds = Int(v("connect-int", "net") ?? "") ?? 10
         alExtents = Int(v("al-extents", "disk") ?? "") ?? 1237
         guard alExtents <= ActivityLog.maximumSlots else {
             throw ConfigError(nil, "\(r.name): al-extents \(alExtents) is more than Tandem's activity log supports (\(ActivityLog.maximumSlots))")
@@ -140,6 +146,15 @@ public struct ResourcePlan: Sendable {
         let mult: UInt64 = switch last { case "k", "K": 1; case "m", "M": 1024; case "g", "G": 1024 * 1024; default: 1 }
         let digits = last.isLetter ? String(s.dropLast()) : s
         return UInt64(digits).map { $0 * mult }
+    }
+
+    /// A size in bytes (plain numbers are bytes; k, M, G suffixes).
+    static func bytes(_ s: String?) -> UInt64? {
+        guard let s, !s.isEmpty else { return nil }
+        let last = s.last!
+        guard last.isLetter else { return UInt64(s) }
+        let mult: UInt64 = switch last { case "k", "K": 1024; case "m", "M": 1 << 20; case "g", "G": 1 << 30; default: 1 }
+        return UInt64(s.dropLast()).map { $0 * mult }
     }
 
     /// A size in sectors (plain numbers are sectors; k, M, G suffixes are bytes).

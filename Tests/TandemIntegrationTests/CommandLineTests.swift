@@ -84,6 +84,39 @@ import Testing
         #expect(r.status != 0 && r.err == "tandem: /nonexistent/disk.img: no such file or device\n")
     }
 
+    /// Options Tandem does not honour are refused at `up`, naming the option, its value and why;
+    /// an operator never believes they are in force.
+    @Test(arguments: [("net", "after-sb-0pri discard-zero-changes;", "after-sb-0pri discard-zero-changes is not supported"),
+                      ("disk", "fencing resource-only;", "fencing resource-only is not supported: fencing is not supported"),
+                      ("net", "csums-alg sha1;", "csums-alg sha1 is not supported"),
+                      ("disk", "on-io-error detach; resync-after 3;", "on-io-error detach is not supported")])
+    func unhonouredOptionsAreRefusedAtUp(section: String, options: String, message: String) throws {
+        let c = try Cluster(section == "net" ? .init(size: 8 << 20, net: options) : .init(size: 8 << 20, disk: options))
+        defer { c.shutdown() }
+        let r = try c.tandem("alpha", "up", "r0")
+        #expect(r.status != 0, "up accepted \(options)")
+        #expect(r.err.contains(message) && r.err.split(separator: "\n").count == 1, "\(r.err)")
+        if options.contains("resync-after") { #expect(r.err.contains("(and 1 more option)"), "\(r.err)") }
+        #expect(c.pid("alpha") == nil)
+    }
+
+    /// sndbuf-size and rcvbuf-size reach the replication sockets (the kernel reports twice the
+    /// size set, for its bookkeeping); connect-int is accepted.
+    @Test func socketBufferSizesAreApplied() throws {
+        let c = try Cluster(.init(size: 8 << 20, net: "sndbuf-size 512k; rcvbuf-size 768k; connect-int 3;"))
+        defer { c.shutdown() }
+        for n in c.nodes { try c.up(n) }
+        try c.wait("alpha", "connected") { $0["connection"] as? String == "Connected" }
+        // The sockets of the two replication connections (data and meta), from alpha's side.
+        var out = ""
+        for _ in 0..<20 {
+            out = try Tools.run("/usr/bin/ss", ["-tmnH", "state", "established", "( sport = :\(c.ports.0) or dport = :\(c.ports.1) )"]).out
+            if out.contains("tb1048576") && out.contains("rb1572864") { break }
+            usleep(100_000)
+        }
+        #expect(out.contains("tb1048576") && out.contains("rb1572864"), "\(out)")
+    }
+
     @Test func daemonVerbsFailWithOneLine() throws {
         let missingDisk = Tools.config(disk: "/nonexistent/disk.img")
         defer { unlink(missingDisk) }

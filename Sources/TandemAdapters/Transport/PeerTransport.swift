@@ -35,6 +35,10 @@ public final class PeerTransport: @unchecked Sendable {
     let hmacAlg: String?
     let callbacks: Callbacks
     let handshakeTimeout: TimeAmount
+    /// sndbuf-size and rcvbuf-size (0: the kernel tunes them) and connect-int.
+    let sendBufferBytes: Int
+    let receiveBufferBytes: Int
+    let maxRetryDelay: TimeAmount
 
     private var listener: Channel?
     private var data: Channel?
@@ -59,10 +63,13 @@ public final class PeerTransport: @unchecked Sendable {
     private var draining: Set<ObjectIdentifier> = []
 
     public init(loop: EventLoop, me: Endpoint, peer: Endpoint, sharedSecret: String?, cramHmacAlg: String?,
-                handshakeTimeout: TimeAmount = .seconds(5), callbacks: Callbacks) {
+                handshakeTimeout: TimeAmount = .seconds(5), sendBufferBytes: Int = 0, receiveBufferBytes: Int = 0,
+                connectInterval: TimeAmount = .seconds(10), callbacks: Callbacks) {
         self.loop = loop; self.me = me; self.peer = peer
         self.secret = sharedSecret; self.hmacAlg = cramHmacAlg
         self.handshakeTimeout = handshakeTimeout; self.callbacks = callbacks
+        self.sendBufferBytes = sendBufferBytes; self.receiveBufferBytes = receiveBufferBytes
+        self.maxRetryDelay = max(connectInterval, .milliseconds(200))
     }
 
     /// The lower endpoint connects first; the other mostly accepts, so the two TCP
@@ -73,10 +80,15 @@ public final class PeerTransport: @unchecked Sendable {
 
     /// Listens and starts connecting. Call on the loop.
     public func start() throws {
-        let bootstrap = ServerBootstrap(group: loop)
+        var bootstrap = ServerBootstrap(group: loop)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 5)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        // Accepted connections inherit the listener's buffer sizes (set before listen, so TCP
+        // can scale its window to them).
+        if sendBufferBytes > 0 { bootstrap = bootstrap.serverChannelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(sendBufferBytes)) }
+        if receiveBufferBytes > 0 { bootstrap = bootstrap.serverChannelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBufferBytes)) }
+        bootstrap = bootstrap
             .childChannelInitializer { [self] ch in
                 ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(self.makeHandler(ch)) }
             }
@@ -162,6 +174,9 @@ public final class PeerTransport: @unchecked Sendable {
         var bootstrap = ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(2))
+        if sendBufferBytes > 0 { bootstrap = bootstrap.channelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(sendBufferBytes)) }
+        if receiveBufferBytes > 0 { bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBufferBytes)) }
+        bootstrap = bootstrap
             .channelInitializer { [self] ch in
                 ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(self.makeHandler(ch)) }
             }
@@ -186,7 +201,7 @@ public final class PeerTransport: @unchecked Sendable {
             case .failure:
                 if self.enabled && (self.data == nil || self.meta == nil) {
                     self.scheduleAttempt(after: self.retryDelay)
-                    self.retryDelay = min(self.retryDelay * 2, .seconds(10))
+                    self.retryDelay = min(self.retryDelay * 2, self.maxRetryDelay)
                 }
             }
         }
@@ -364,7 +379,7 @@ public final class PeerTransport: @unchecked Sendable {
         }
         let was = isEstablished
         closeAll(reason: reason, notify: was)
-        if enabled { scheduleAttempt(after: retryDelay); retryDelay = min(retryDelay * 2, .seconds(10)) }
+        if enabled { scheduleAttempt(after: retryDelay); retryDelay = min(retryDelay * 2, maxRetryDelay) }
     }
 
     private func closeAll(reason: String, notify: Bool) {

@@ -1,0 +1,73 @@
+import TandemCodecs
+
+/// Which values of DRBD's resource options Tandem honours. The file is refused at `up` when it
+/// asks for anything else, with the reason, so an operator never believes an option is in force
+/// when it is not. Options not listed here are honoured with every value the grammar allows
+/// (protocol, timeouts, the resync controller, max-buffers, max-epoch-size, al-extents,
+/// sndbuf-size, rcvbuf-size, connect-int, ...), or change nothing that Tandem does
+/// (disable-write-same, tcp-cork, use-rle, verify-alg: compared with the peer's).
+enum OptionSupport {
+    struct Rule: Sendable {
+        var section: String
+        var name: String
+        /// Values Tandem honours (of the effective value: DRBD's default when the file is silent).
+        var honoured: [String?]
+        var reason: String
+    }
+
+    static func only(_ values: String?...) -> [String?] { values }
+
+    static let rules: [Rule] = [
+        Rule(section: "disk", name: "size", honoured: only(nil, "0"), reason: "the device is the whole data area; a smaller size is not supported yet"),
+        Rule(section: "disk", name: "max-bio-bvecs", honoured: only(nil, "0"), reason: "it limits kernel bios and has no meaning here"),
+        Rule(section: "disk", name: "on-io-error", honoured: only(nil, "pass_on"),
+             reason: "data I/O errors are passed on to the application; only meta-data I/O errors detach the disk"),
+        Rule(section: "disk", name: "fencing", honoured: only(nil, "dont-care"), reason: "fencing is not supported"),
+        Rule(section: "disk", name: "disk-barrier", honoured: only(nil, "no"), reason: "barrier write ordering is not supported (flushes or drain are)"),
+        Rule(section: "disk", name: "md-flushes", honoured: only(nil, "yes"), reason: "meta-data writes are always made durable"),
+        Rule(section: "disk", name: "resync-after", honoured: only(nil, "-1"), reason: "resync dependencies between resources are not supported"),
+        Rule(section: "disk", name: "al-updates", honoured: only(nil, "yes"), reason: "the activity log is always kept"),
+        Rule(section: "disk", name: "discard-zeroes-if-aligned", honoured: only(nil, "yes"), reason: "discards are always replicated as discards"),
+        Rule(section: "disk", name: "disk-timeout", honoured: only(nil, "0"), reason: "a disk timeout is not supported"),
+        Rule(section: "disk", name: "read-balancing", honoured: only(nil, "prefer-local"), reason: "reads are always served from the local disk"),
+        Rule(section: "disk", name: "rs-discard-granularity", honoured: only(nil, "0"), reason: "resync by discards is not supported"),
+        Rule(section: "net", name: "tentative", honoured: only(nil, "no"), reason: "tentative connections are not supported"),
+        Rule(section: "net", name: "alternate-address", honoured: only(nil), reason: "alternate addresses are not supported"),
+        Rule(section: "net", name: "alternate-peer-address", honoured: only(nil), reason: "alternate addresses are not supported"),
+        Rule(section: "net", name: "unplug-watermark", honoured: only(nil, "128"), reason: "it tunes kernel request plugging and has no meaning here"),
+        Rule(section: "net", name: "allow-two-primaries", honoured: only(nil, "no"), reason: "two primaries are not supported"),
+        Rule(section: "net", name: "after-sb-0pri", honoured: only(nil, "disconnect"),
+             reason: "of the split-brain policies only disconnect is supported (resolve with discard-my-data)"),
+        Rule(section: "net", name: "after-sb-1pri", honoured: only(nil, "disconnect"),
+             reason: "of the split-brain policies only disconnect is supported (resolve with discard-my-data)"),
+        Rule(section: "net", name: "after-sb-2pri", honoured: only(nil, "disconnect"),
+             reason: "of the split-brain policies only disconnect is supported (resolve with discard-my-data)"),
+        Rule(section: "net", name: "always-asbp", honoured: only(nil, "no"), reason: "split-brain policies apply only as disconnect"),
+        Rule(section: "net", name: "rr-conflict", honoured: only(nil, "disconnect"), reason: "only disconnect is supported"),
+        Rule(section: "net", name: "on-congestion", honoured: only(nil, "block"), reason: "pull-ahead and disconnect on congestion are not supported yet"),
+        Rule(section: "net", name: "csums-alg", honoured: only(nil, ""), reason: "checksum-based resync is not supported yet"),
+        Rule(section: "net", name: "csums-after-crash-only", honoured: only(nil, "no"), reason: "checksum-based resync is not supported yet"),
+        Rule(section: "net", name: "data-integrity-alg", honoured: only(nil, ""), reason: "data integrity digests are not supported yet"),
+        Rule(section: "net", name: "socket-check-timeout", honoured: only(nil, "0"), reason: "it is not supported"),
+        Rule(section: "options", name: "cpu-mask", honoured: only(nil, ""), reason: "CPU pinning is not supported"),
+        Rule(section: "options", name: "on-no-data-accessible", honoured: only(nil, "io-error"), reason: "I/O is never suspended"),
+    ]
+
+    /// The first option the resource asks for that Tandem does not honour, as a one-line
+    /// error naming it, the value and why (and how many more there are).
+    static func check(_ value: (_ name: String, _ section: String) -> String?, resource: String) throws {
+        var refused: [String] = []
+        for rule in rules {
+            let v = value(rule.name, rule.section)
+            if !rule.honoured.contains(v) { refused.append("\(rule.name) \(v ?? "") is not supported: \(rule.reason)") }
+        }
+        // With disk-flushes off the secondary drains (DRBD's drain ordering); with both off
+        // DRBD would order nothing, which Tandem does not do.
+        if value("disk-flushes", "disk") == "no" && value("disk-drain", "disk") == "no" {
+            refused.append("disk-drain no with disk-flushes no is not supported: write ordering is flush or drain")
+        }
+        guard let first = refused.first else { return }
+        let more = refused.count > 1 ? " (and \(refused.count - 1) more option\(refused.count > 2 ? "s" : ""))" : ""
+        throw ConfigError(nil, "\(resource): \(first)\(more)")
+    }
+}
