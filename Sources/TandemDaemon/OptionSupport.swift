@@ -44,7 +44,6 @@ enum OptionSupport {
              reason: "of the split-brain policies only disconnect is supported (resolve with discard-my-data)"),
         Rule(section: "net", name: "always-asbp", honoured: only(nil, "no"), reason: "split-brain policies apply only as disconnect"),
         Rule(section: "net", name: "rr-conflict", honoured: only(nil, "disconnect"), reason: "only disconnect is supported"),
-        Rule(section: "net", name: "on-congestion", honoured: only(nil, "block"), reason: "pull-ahead and disconnect on congestion are not supported yet"),
         Rule(section: "net", name: "csums-alg", honoured: only(nil, ""), reason: "checksum-based resync is not supported yet"),
         Rule(section: "net", name: "csums-after-crash-only", honoured: only(nil, "no"), reason: "checksum-based resync is not supported yet"),
         Rule(section: "net", name: "data-integrity-alg", honoured: only(nil, ""), reason: "data integrity digests are not supported yet"),
@@ -65,6 +64,10 @@ enum OptionSupport {
         // DRBD would order nothing, which Tandem does not do.
         if value("disk-flushes", "disk") == "no" && value("disk-drain", "disk") == "no" {
             refused.append("disk-drain no with disk-flushes no is not supported: write ordering is flush or drain")
+        }
+        // As drbdsetup: congestion policies are for protocol A only.
+        if let oc = value("on-congestion", "net"), oc != "block", (value("protocol", "net") ?? "C").uppercased() != "A" {
+            refused.append("on-congestion \(oc) is not supported with protocol \(value("protocol", "net") ?? "C"): it needs protocol A (as in DRBD)")
         }
         guard let first = refused.first else { return }
         let more = refused.count > 1 ? " (and \(refused.count - 1) more option\(refused.count > 2 ? "s" : ""))" : ""

@@ -123,6 +123,13 @@ public struct ResourcePlan: Sendable {
         st.cMaxRateKiB = UInt32(Self.kib(v("c-max-rate", "disk")) ?? 102_400)
         st.cMinRateKiB = UInt32(Self.kib(v("c-min-rate", "disk")) ?? 250)
         st.maxEpochSize = Int(v("max-epoch-size", "net") ?? "") ?? 2048
+        switch v("on-congestion", "net") ?? "block" {
+        case "pull-ahead": st.onCongestion = .pullAhead
+        case "disconnect": st.onCongestion = .disconnect
+        default: st.onCongestion = .block
+        }
+        st.congestionFillBytes = (Self.sectors(v("congestion-fill", "net")) ?? 0) * 512
+        st.congestionExtents = Int(v("congestion-extents", "net") ?? "") ?? 1237
         st.pingIntervalMs = UInt64(v("ping-int", "net").flatMap { UInt64($0) } ?? 10) * 1000
         st.pingTimeoutMs = UInt64(v("ping-timeout", "net").flatMap { UInt64($0) } ?? 5) * 100
         let timeout = UInt64(v("timeout", "net").flatMap { UInt64($0) } ?? 60) * 100

@@ -286,6 +286,11 @@ struct ReplicationSimulation {
         settings.cFillTarget = seed % 2 == 0 ? 0 : 100
         settings.alExtents = 2 + Int(seed / 13 % 2)
         settings.bitmapWritebackMs = 500
+        // Half the protocol A seeds pull ahead when 16 KiB are unacknowledged (Ahead/Behind).
+        if wireProtocol == 1 && seed / 17 % 2 == 0 {
+            settings.onCongestion = .pullAhead
+            settings.congestionFillBytes = 16 * 1024
+        }
         // Every fifth seed: no-disk-flushes (drain write ordering) on battery-backed disks.
         drainOrdering = seed % 5 == 3
         settings.diskFlushes = !drainOrdering
@@ -409,6 +414,9 @@ struct ReplicationSimulation {
 
     mutating func step(workload: Bool) throws {
         try deliverLost()
+        // The oracle follows epochs on a Connected secondary only: Behind (the primary pulled
+        // ahead) and the resync after it write outside epochs, as a resync after a cut does.
+        if genBase != nil && nodes[1 - primaryIndex].engine.status.connection != .connected { genBase = nil }
         if rng.chance(0.05) {
             // What the secondary's disk would hold if it lost power now.
             var d = nodes[1 - primaryIndex].disk

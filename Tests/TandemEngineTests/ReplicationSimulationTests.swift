@@ -13,7 +13,7 @@ import Testing
         else { seeds = (1...UInt64(env["TANDEM_SIM_RUNS"].flatMap { UInt64($0) } ?? 2000)).filter { Int($0 % 2) == half } }
         guard !seeds.isEmpty else { return }
         var failures: [String] = []
-        var totals = (orderChecks: 0, divergenceChecks: 0, alWaits: 0, versions: Set<Int>())
+        var totals = (orderChecks: 0, divergenceChecks: 0, alWaits: 0, versions: Set<Int>(), aheadResyncs: 0, readPauses: 0)
         var unresolvable = 0
         for seed in seeds {
             var sim = ReplicationSimulation(seed: seed)
@@ -43,6 +43,8 @@ import Testing
             totals.divergenceChecks += sim.divergenceChecks
             totals.alWaits += sim.activityLogWaits
             totals.versions.insert(sim.agreedVersion)
+            totals.aheadResyncs += sim.log.filter { $0.contains("resyncing what went unreplicated while Ahead") }.count
+            totals.readPauses += sim.readPauses
         }
         #expect(failures.isEmpty, "replay with TANDEM_SIM_SEED=<seed>:\n\(failures.joined(separator: "\n"))")
         // The checks ran at all: a run that never checked write order or divergence, or in
@@ -53,6 +55,8 @@ import Testing
             #expect(unresolvable * 10 < seeds.count, "\(unresolvable) runs ended unresolvable before protocol 91")
             #expect(totals.alWaits > 0, "no write ever waited for an activity-log slot")
             #expect(totals.versions.count == 16, "protocol versions covered: \(totals.versions.sorted())")
+            #expect(totals.aheadResyncs > 0, "no run went Ahead and resynced")
+            #expect(totals.readPauses > 0, "no receiver ever stopped reading (max-buffers)")
         }
     }
 }

@@ -126,12 +126,29 @@ public struct EngineSettings: Sendable, Equatable {
     /// Requests the transfer log holds (in flight or waiting for their epoch's barrier ack);
     /// more wait to start.
     public var transferLogLimit = QueueLimits.transferLog
+    /// net on-congestion, congestion-fill (bytes of replicated writes not yet acknowledged; 0
+    /// = off) and congestion-extents (hot activity-log extents): what a protocol A primary does
+    /// when the link cannot keep up.
+    public var onCongestion = CongestionPolicy.block
+    public var congestionFillBytes: UInt64 = 0
+    public var congestionExtents = 1237
     /// The resync controller's parameters from these settings.
     public var controller: ResyncController.Parameters {
         .init(resyncRateKiB: resyncRateKiB, planAhead: cPlanAhead, delayTarget: cDelayTarget, fillTarget: cFillTarget,
               maxRateKiB: cMaxRateKiB)
     }
     public init() {}
+}
+
+/// DRBD's on-congestion policies.
+public enum CongestionPolicy: Sendable, Equatable {
+    /// Writers wait for the link (the default).
+    case block
+    /// The primary goes Ahead: it stops replicating writes and marks them out of sync (the peer
+    /// Behind learns of them as P_OUT_OF_SYNC), and resyncs them once the link caught up.
+    case pullAhead
+    /// The primary drops the connection (and reconnects; the writes resync then).
+    case disconnect
 }
 
 /// A snapshot of the resource's state, for `status` and `events`.

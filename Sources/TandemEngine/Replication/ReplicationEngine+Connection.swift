@@ -60,6 +60,9 @@ extension ReplicationEngine {
         }
         unackedEpochs.removeAll()
         epochWrites = 0
+        apInFlightBytes = 0
+        aheadResyncAtMs = nil
+        for (id, r) in requests where r.countsInFlight { requests[id]?.countsInFlight = false }
         for i in flushWaiters.indices { flushWaiters[i].epoch = nil }
         checkFlushWaiters()
         if role == .primary && peerDiskWasUsable && hadLink && persistent.bitmap == 0 {
@@ -75,6 +78,12 @@ extension ReplicationEngine {
     mutating func onTick() {
         bitmapWritebackTick()
         guard var l = link else { return }
+        if conn == .ahead, let at = aheadResyncAtMs, nowMs >= at {
+            aheadResyncAtMs = nil
+            log("the link caught up: resyncing what went unreplicated while Ahead")
+            startResyncAsSource()
+            l = link ?? l
+        }
         if let sent = l.pingSentMs {
             if nowMs - sent > settings.pingTimeoutMs && l.lastReceiveMs < sent {
                 fail("PingAck did not arrive in time")
@@ -192,6 +201,11 @@ extension ReplicationEngine {
             } else {
                 syncHandshake()
             }
+        case .connected where c == .ahead:
+            // The peer pulled ahead: its writes now arrive as P_OUT_OF_SYNC until it resyncs them.
+            conn = .behind
+            if disk == .upToDate { disk = .consistent }
+            log("the peer went Ahead (congestion): Behind until it resyncs")
         case .connected:
             let peerStartsSync = [.startingSyncS, .startingSyncT, .wfBitMapS, .wfBitMapT].contains(c)
             let considerResync = (disk == .inconsistent && d == .upToDate && oldPeerDisk != .upToDate)

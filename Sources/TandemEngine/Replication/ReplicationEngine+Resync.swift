@@ -131,7 +131,7 @@ extension ReplicationEngine {
     }
 
     mutating func onSyncUUID(_ u: UInt64) {
-        guard conn == .wfSyncUUID else { fail("protocol error: P_SYNC_UUID while \(conn)"); return }
+        guard conn == .wfSyncUUID || conn == .behind else { fail("protocol error: P_SYNC_UUID while \(conn)"); return }
         persistent.current = u
         persistent.bitmap = 0
         persistent.consistent = false

@@ -104,29 +104,31 @@ extension ReplicationEngine {
         r.sentAtMs = nowMs
         requests[rid] = r
         let (offset, length) = (r.offset, r.length)
+        if replicating && conn == .connected { checkCongestion() }
         if !replicating {
             setBits(offset: offset, length: length)
             // During the bitmap exchange the peer learns of the write as out of sync.
-            if link != nil && peerDisk >= .inconsistent && [.wfBitMapS, .wfBitMapT, .wfSyncUUID].contains(conn) {
+            if link != nil && peerDisk >= .inconsistent && [.wfBitMapS, .wfBitMapT, .wfSyncUUID, .ahead].contains(conn) {
                 send(.blockDescriptor(.outOfSync, BlockDescriptor(sector: offset / 512, size: UInt32(length))))
             }
         }
         switch op {
         case .write(let data, let fua):
             diskOp(.write(offset: offset, data: data, fua: fua), .appWrite(request: rid))
-            replicate(rid, fua: fua) { h in .data(.data, h, digest: [], payload: data) }
+            replicate(rid, fua: fua, carriesData: true) { h in .data(.data, h, digest: [], payload: data) }
         case .zero(let discard, let fua):
             diskOp(.zero(offset: offset, length: length, discard: discard), .appWrite(request: rid))
             let feature = discard ? ConnectionFeatures.trim : ConnectionFeatures.writeZeroes
             if let l = link, l.featureFlags & feature != 0 {
-                replicate(rid, fua: fua) { h in .trim(discard ? .trim : .zeroes, h, size: UInt32(length)) }
+                replicate(rid, fua: fua, carriesData: false) { h in .trim(discard ? .trim : .zeroes, h, size: UInt32(length)) }
             } else {
                 setBits(offset: offset, length: length)  // the peer cannot take it: resync later
             }
         }
     }
 
-    mutating func replicate(_ rid: UInt64, fua: Bool, packet: (DataHeader) -> Packet) {
+    /// `carriesData`: a P_DATA (its bytes count toward congestion-fill), not a trim or zeroes.
+    mutating func replicate(_ rid: UInt64, fua: Bool, carriesData: Bool, packet: (DataHeader) -> Packet) {
         guard replicating, var r = requests[rid] else { return }
         if epochWrites >= settings.maxEpochSize { closeEpoch() }
         var flags: UInt32 = 0
@@ -139,6 +141,10 @@ extension ReplicationEngine {
         if conn.isSyncing { flags |= DataFlags.maySetInSync | DataFlags.sendWriteAck }
         r.epoch = currentEpoch
         r.sentAtMs = nowMs
+        if carriesData {
+            r.countsInFlight = true
+            apInFlightBytes += r.length
+        }
         requests[rid] = r
         epochWrites += 1
         let p = packet(DataHeader(sector: r.offset / 512, blockID: rid, seqNum: nextSeq(), flags: flags))
@@ -246,11 +252,41 @@ extension ReplicationEngine {
         unackedEpochs.removeFirst()
         for (id, r) in requests where r.epoch == number {
             var r = r
+            if r.countsInFlight { apInFlightBytes -= r.length; r.countsInFlight = false }
             r.barrierAcked = true
             requests[id] = r
             maybeComplete(id)
         }
         checkFlushWaiters()
+        // Ahead: everything sent before is acknowledged; the resync starts a second later.
+        if conn == .ahead && apInFlightBytes == 0 && aheadResyncAtMs == nil { aheadResyncAtMs = nowMs + 1000 }
+    }
+
+    /// DRBD's maybe_pull_ahead: a protocol A primary whose link cannot keep up (more than
+    /// congestion-fill bytes unacknowledged, or congestion-extents extents hot) goes Ahead or
+    /// disconnects, as on-congestion says, instead of holding the writers back.
+    mutating func checkCongestion() {
+        guard settings.onCongestion != .block, settings.wireProtocol == 1, let l = link, l.agreedVersion >= 96 else { return }
+        var why: String?
+        if settings.congestionFillBytes > 0 && apInFlightBytes >= settings.congestionFillBytes {
+            why = "Congestion-fill threshold reached (\(apInFlightBytes / 1024) KiB unacknowledged)"
+        } else if gate.log.hotCount >= settings.congestionExtents {
+            why = "Congestion-extents threshold reached (\(gate.log.hotCount) extents)"
+        }
+        guard let why else { return }
+        log(why)
+        switch settings.onCongestion {
+        case .pullAhead:
+            closeEpoch()  // the last epoch sent; from here on writes are only marked
+            conn = .ahead
+            peerDisk = min(peerDisk, .consistent)
+            aheadResyncAtMs = apInFlightBytes == 0 ? nowMs + 1000 : nil
+            sendState()
+        case .disconnect:
+            fail("on-congestion disconnect: \(why)")
+        case .block:
+            break
+        }
     }
 
     mutating func checkFlushWaiters() {

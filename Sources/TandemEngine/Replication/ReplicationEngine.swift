@@ -38,6 +38,11 @@ public struct ReplicationEngine: Sendable {
     var currentEpoch: UInt32 = 1
     var epochWrites = 0
     var unackedEpochs: [(number: UInt32, count: UInt32)] = []
+    /// Bytes of replicated writes not yet acknowledged by their barrier ack (DRBD's
+    /// ap_in_flight), for congestion-fill.
+    var apInFlightBytes: UInt64 = 0
+    /// Ahead: when the resync of what went unreplicated starts (the link caught up a second before).
+    var aheadResyncAtMs: UInt64?
     var flushWaiters: [FlushWaiter] = []
     var draining: UInt64?
 
@@ -245,6 +250,8 @@ struct Request: Sendable {
     var holdsExtent = false
     /// The request is in the transfer log (it may wait for its extent).
     var logged = false
+    /// Its bytes count in apInFlightBytes until its epoch is acknowledged.
+    var countsInFlight = false
     var localDone = false
     var localError: String?
     /// Waiting for P_RECV_ACK (protocol B) or P_WRITE_ACK (protocol C).
