@@ -22,7 +22,13 @@ final class Cluster {
         /// A node's backing device instead of a file in the cluster's folder (a loop device).
         var alphaDevice: String?
         var betaDevice: String?
+        /// Each node in a network namespace of its own, joined by a veth pair (two hosts).
+        var namespaces = false
     }
+
+    /// The two hosts' namespaces and their ends of the veth pair, when the cluster has them.
+    let hosts: (alpha: String, beta: String, alphaLink: String, betaLink: String)?
+    let addresses: (String, String)
     let tcpExport: Bool
     let devices: [String: String]
 
@@ -33,6 +39,31 @@ final class Cluster {
         ports = (base, base + 1)
         size = o.size
         tcpExport = o.tcpExport
+        if o.namespaces {
+            let tag = String(format: "%04x", Int.random(in: 0..<0x10000))
+            let h = (alpha: "tnd-a-\(tag)", beta: "tnd-b-\(tag)", alphaLink: "tva\(tag)", betaLink: "tvb\(tag)")
+            let subnet = "10.251.\(Int.random(in: 0..<256))"
+            let steps: [[String]] = [
+                ["netns", "add", h.alpha], ["netns", "add", h.beta],
+                ["link", "add", h.alphaLink, "netns", h.alpha, "type", "veth", "peer", "name", h.betaLink, "netns", h.beta],
+                ["-n", h.alpha, "addr", "add", "\(subnet).1/30", "dev", h.alphaLink],
+                ["-n", h.beta, "addr", "add", "\(subnet).2/30", "dev", h.betaLink],
+                ["-n", h.alpha, "link", "set", h.alphaLink, "up"], ["-n", h.beta, "link", "set", h.betaLink, "up"],
+                ["-n", h.alpha, "link", "set", "lo", "up"], ["-n", h.beta, "link", "set", "lo", "up"],
+            ]
+            hosts = h
+            for step in steps {
+                let r = try Tools.run("/usr/sbin/ip", step)
+                guard r.status == 0 else {
+                    _ = try? Tools.run("/usr/sbin/ip", ["netns", "del", h.alpha]); _ = try? Tools.run("/usr/sbin/ip", ["netns", "del", h.beta])
+                    throw TestFailure("ip \(step.joined(separator: " ")): \(r.err)")
+                }
+            }
+            addresses = ("\(subnet).1", "\(subnet).2")
+        } else {
+            hosts = nil
+            addresses = ("127.0.0.1", "127.0.0.1")
+        }
         var devices: [String: String] = [:]
         devices["alpha"] = o.alphaDevice
         devices["beta"] = o.betaDevice
@@ -47,8 +78,8 @@ final class Cluster {
             return """
                 resource r0 {
                   \(net)
-                  on alpha { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 2)/r0" : "nbd+unix:///r0?socket=\(dir)/alpha.nbd")"; disk \(devices["alpha"] ?? "\(dir)/alpha.img"); address 127.0.0.1:\(ports.0); meta-disk internal; }
-                  on beta { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 3)/r0" : "nbd+unix:///r0?socket=\(dir)/beta.nbd")"; disk \(devices["beta"] ?? "\(dir)/beta.img"); address 127.0.0.1:\(ports.1); meta-disk internal; }
+                  on alpha { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 2)/r0" : "nbd+unix:///r0?socket=\(dir)/alpha.nbd")"; disk \(devices["alpha"] ?? "\(dir)/alpha.img"); address \(addresses.0):\(ports.0); meta-disk internal; }
+                  on beta { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 3)/r0" : "nbd+unix:///r0?socket=\(dir)/beta.nbd")"; disk \(devices["beta"] ?? "\(dir)/beta.img"); address \(addresses.1):\(ports.1); meta-disk internal; }
                 }
                 """
         }
@@ -70,9 +101,25 @@ final class Cluster {
         tcpExport ? "nbd://127.0.0.1:\(ports.0 + (node == "alpha" ? 2 : 3))/r0" : "nbd+unix:///r0?socket=\(dir)/\(node).nbd"
     }
 
+    /// Runs `tandem` for a node (inside its namespace, when the cluster has them).
     @discardableResult
     func tandem(_ node: String, _ args: String...) throws -> Tools.Result {
-        try Tools.run(Tools.tandem, ["-c", "\(dir)/\(node).conf", "--node", node] + args, env: ["TANDEM_RUN_DIR": runDir(node)])
+        let argv = ["-c", "\(dir)/\(node).conf", "--node", node] + args
+        if let h = hosts {
+            return try Tools.run("/usr/sbin/ip", ["netns", "exec", node == "alpha" ? h.alpha : h.beta, Tools.tandem] + argv,
+                                 env: ["TANDEM_RUN_DIR": runDir(node)])
+        }
+        return try Tools.run(Tools.tandem, argv, env: ["TANDEM_RUN_DIR": runDir(node)])
+    }
+
+    /// Limits each host's sending side of the link to `mbit` Mbit/s (tc's token bucket filter).
+    func limitLink(mbit: Int) throws {
+        guard let h = hosts else { throw TestFailure("limitLink needs namespaces") }
+        for (ns, dev) in [(h.alpha, h.alphaLink), (h.beta, h.betaLink)] {
+            let r = try Tools.run("/usr/sbin/ip", ["netns", "exec", ns, "/usr/sbin/tc", "qdisc", "add", "dev", dev, "root", "tbf",
+                                                   "rate", "\(mbit)mbit", "burst", "32kbit", "latency", "400ms"])
+            guard r.status == 0 else { throw TestFailure("tc: \(r.err)") }
+        }
     }
 
     func status(_ node: String) throws -> [String: Any] {
@@ -140,6 +187,10 @@ final class Cluster {
     func shutdown() {
         for n in nodes { down(n) }
         for n in nodes { if let p = pid(n) { kill(p, SIGKILL) } }
+        if let h = hosts {
+            _ = try? Tools.run("/usr/sbin/ip", ["netns", "del", h.alpha])
+            _ = try? Tools.run("/usr/sbin/ip", ["netns", "del", h.beta])
+        }
         try? FileManager.default.removeItem(atPath: dir)
     }
 }
