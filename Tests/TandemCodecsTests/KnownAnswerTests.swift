@@ -15,7 +15,7 @@ func hex(_ bytes: [UInt8]) -> String { bytes.map { Hex.lower($0, digits: 2) }.jo
     }
 
     @Test func hardwareAndSoftwareAgree() {
-        var rng = SeededRandom(14)
+        var rng = SeededRandom.make(14)
         for length in [0, 1, 7, 8, 9, 31, 32, 33, 4095, 4096, 10_001] {
             let data = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
             let sw = data.withUnsafeBytes { CRC32C.software($0, seed: 0x1234_5678) }
@@ -36,7 +36,7 @@ func hex(_ bytes: [UInt8]) -> String { bytes.map { Hex.lower($0, digits: 2) }.jo
         let packed = try LZ4Block.compress(text)
         #expect(packed.count < text.count / 4)
         #expect(try LZ4Block.decompress(packed, originalSize: text.count) == text)
-        var rng = SeededRandom(5)
+        var rng = SeededRandom.make(5)
         let noise = (0..<4096).map { _ in UInt8.random(in: 0...255, using: &rng) }
         #expect(try LZ4Block.decompress(try LZ4Block.compress(noise), originalSize: noise.count) == noise)
     }

@@ -4,7 +4,7 @@ import Testing
 @Suite struct OutOfSyncBitmapTests {
     /// The running count of set bits and nextSet agree with a plain model under random changes.
     @Test func countAndSearchMatchAModel() {
-        var rng = SeededRandom(13)
+        var rng = SeededRandom.make(13)
         let bits: UInt64 = 70_001
         var bm = OutOfSyncBitmap(bitCount: bits)
         var model = [Bool](repeating: false, count: Int(bits))

@@ -97,7 +97,7 @@ func wireVector(_ name: String) throws -> [UInt8] {
     }
 
     @Test func vliRoundTripsRandomRuns() throws {
-        var rng = SeededRandom(10)
+        var rng = SeededRandom.make(10)
         for _ in 0..<200 {
             let runs = (0..<Int.random(in: 1...300, using: &rng)).map { _ in
                 UInt64.random(in: 1...(UInt64(1) << UInt64.random(in: 1...40, using: &rng)), using: &rng)
@@ -146,7 +146,7 @@ func wireVector(_ name: String) throws -> [UInt8] {
         framer.append(bytes)
         var packets: [[UInt8]] = []
         while let (h, p) = try framer.next() { if h.length < 600 { packets.append(p.encode(format: h.format)) } }
-        var rng = SeededRandom(20)
+        var rng = SeededRandom.make(20)
         var refused = 0
         for _ in 0..<20_000 {
             var p = packets.randomElement(using: &rng)!
