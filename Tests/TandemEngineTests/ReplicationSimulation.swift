@@ -281,9 +281,10 @@ struct ReplicationSimulation {
         settings.cFillTarget = seed % 2 == 0 ? 0 : 100
         settings.alExtents = 2 + Int(seed / 13 % 2)
         settings.bitmapWritebackMs = 500
-        // Half the protocol A seeds pull ahead when 16 KiB are unacknowledged (Ahead/Behind).
-        if wireProtocol == 1 && seed / 17 % 2 == 0 {
-            settings.onCongestion = .pullAhead
+        // Half the protocol A seeds pull ahead when 16 KiB are unacknowledged (Ahead/Behind),
+        // a quarter disconnect then.
+        if wireProtocol == 1 && seed / 17 % 4 != 3 {
+            settings.onCongestion = seed / 17 % 4 == 2 ? .disconnect : .pullAhead
             settings.congestionFillBytes = 16 * 1024
         }
         // Every fifth seed: no-disk-flushes (drain write ordering) on battery-backed disks.

@@ -13,7 +13,8 @@ import Testing
         else { seeds = (1...UInt64(env["TANDEM_SIM_RUNS"].flatMap { UInt64($0) } ?? 2000)).filter { Int($0 % 2) == half } }
         guard !seeds.isEmpty else { return }
         var failures: [String] = []
-        var totals = (orderChecks: 0, divergenceChecks: 0, alWaits: 0, versions: Set<Int>(), aheadResyncs: 0, readPauses: 0)
+        var totals = (orderChecks: 0, divergenceChecks: 0, alWaits: 0, versions: Set<Int>(), aheadResyncs: 0, readPauses: 0,
+                      congestionDisconnects: 0)
         var unresolvable = 0
         for seed in seeds {
             var sim = ReplicationSimulation(seed: seed)
@@ -45,6 +46,7 @@ import Testing
             totals.versions.insert(sim.agreedVersion)
             totals.aheadResyncs += sim.log.filter { $0.contains("resyncing what went unreplicated while Ahead") }.count
             totals.readPauses += sim.readPauses
+            totals.congestionDisconnects += sim.log.filter { $0.contains("on-congestion disconnect") }.count
         }
         #expect(failures.isEmpty, "replay with TANDEM_SIM_SEED=<seed>:\n\(failures.joined(separator: "\n"))")
         // The checks ran at all: a run that never checked write order or divergence, or in
@@ -57,6 +59,7 @@ import Testing
             #expect(totals.versions.count == 16, "protocol versions covered: \(totals.versions.sorted())")
             #expect(totals.aheadResyncs > 0, "no run went Ahead and resynced")
             #expect(totals.readPauses > 0, "no receiver ever stopped reading (max-buffers)")
+            #expect(totals.congestionDisconnects > 0, "no run disconnected on congestion")
         }
     }
 }

@@ -43,6 +43,31 @@ import Testing
         #expect(try c.dataHash("alpha", bytes: size) == c.dataHash("beta", bytes: size))
     }
 
+    /// alpha's own disk is slow (nbdkit's delay filter under a loop device) and a client
+    /// pipelines 2000 writes of 64 KiB: the disk thread's queue is bounded by what the export
+    /// takes in (QueueLimits.nbd*), so alpha grows by less than the same bound as above while
+    /// the writes crawl to its disk, and every one of them lands (the disks agree afterwards).
+    @Test func slowPrimaryDiskKeepsTheDiskQueueBounded() throws {
+        let disk = try FilteredDisk(["--filter=delay", "memory", "192M", "delay-write=20ms"])
+        defer { disk.remove() }
+        let c = try Cluster(.init(wireProtocol: "C", size: 192 << 20, disk: "c-max-rate 1G;", alphaDevice: disk.device))
+        defer { c.shutdown() }
+        try c.start()
+        let alpha = try #require(c.pid("alpha"))
+        let before = try Tools.rssKiB(alpha)
+        let writer = try PipedProcess("/usr/bin/python3", [Tools.helpers + "/pipeline-writes.py", c.uri("alpha"), "2000", "65536", "3"])
+        let peak = try peakRSS(alpha, during: 3)
+        let first = writer.line() ?? ""
+        let grown = peak - before
+        #expect(grown < 2 * 32 * 1024 + 24 * 1024, "alpha grew by \(grown) KiB with 125 MiB of writes pipelined onto a slow disk")
+        #expect(!first.contains("\"done\": 2000"), "the slow disk took every write within 3 s: the queue was never full (\(first))")
+        writer.process.waitUntilExit()
+        #expect(writer.process.terminationStatus == 0, "not every write succeeded")
+        try c.waitInSync()
+        let size = try c.exportSize
+        #expect(try c.dataHash("alpha", bytes: size) == c.dataHash("beta", bytes: size))
+    }
+
     /// beta's disk is slow (nbdkit's delay filter under a loop device) and alpha writes 96 MiB
     /// in protocol A: beta holds no more than max-buffers (512 pages, 2 MiB) of what it
     /// received and stops reading; alpha's writers are held back through TCP; beta grows by
