@@ -142,6 +142,11 @@ import Testing
         let c = try Cluster(.init(size: 64 << 20, alphaDevice: loop))
         defer { c.shutdown() }
         try c.start()
+        // `events` is watching when the disk fails.
+        let events = try PipedProcess("/usr/bin/env", ["TANDEM_RUN_DIR=\(c.runDir("alpha"))", Tools.tandem,
+                                                      "-c", "\(c.dir)/alpha.conf", "--node", "alpha", "events", "r0"])
+        defer { events.process.terminate() }
+        _ = events.line()  // the "exists" line
         // Extent 5 (20 MiB in) is cold: a write there needs an activity-log transaction first.
         FileManager.default.createFile(atPath: inject, contents: nil)
         let offset = 20 << 20
@@ -153,6 +158,17 @@ import Testing
         let text = try c.tandem("alpha", "status", "r0").out
         #expect(text.contains("disk:Diskless") && text.contains("disk-error: meta-data write failed"), "\(text)")
         #expect(c.log("alpha").contains("disk detached"))
+        // The change is already in the pipe; if it is missing, the stream ends here instead of hanging.
+        let watcher = events.process
+        DispatchQueue.global().asyncAfter(deadline: .now() + 5) { if watcher.isRunning { watcher.terminate() } }
+        var sawDetach = false
+        while let line = events.line() {
+            if line.contains("\"type\":\"change\"") && line.contains("\"disk\":\"Diskless\"") && line.contains("meta-data write failed") {
+                sawDetach = true
+                break
+            }
+        }
+        #expect(sawDetach, "events did not report the detach with its reason")
         // Nothing of the refused write reached either disk.
         try FileManager.default.removeItem(atPath: inject)
         for n in c.nodes {
