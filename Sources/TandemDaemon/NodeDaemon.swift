@@ -15,6 +15,10 @@ public final class NodeDaemon: @unchecked Sendable {
     let group: MultiThreadedEventLoopGroup
     let loop: EventLoop
     let diskThread: NIOThreadPool
+    /// Reads the engine asks for (a resync source's) run here, many at once: random reads go
+    /// several times faster with requests in flight, and the engine never relies on a read's
+    /// order relative to writes (DiskOperation.read).
+    let readPool: NIOThreadPool
     let device: FileBlockDevice
     let store: MetaDataStore
     var engine: ReplicationEngine
@@ -36,6 +40,10 @@ public final class NodeDaemon: @unchecked Sendable {
     var rateSample: (time: Date, bits: UInt64)?
     var syncRate: Double?
     let exitPromise: EventLoopPromise<Void>
+
+    /// Threads reading for the engine at once (random 4 KiB reads here: about 3k per second one
+    /// at a time, 23-30k with 8-32 in flight).
+    static let readThreads = 16
 
     public var controlPath: String { "\(runDir)/\(plan.name).ctl" }
     public var pidPath: String { "\(runDir)/\(plan.name).pid" }
@@ -69,6 +77,8 @@ public final class NodeDaemon: @unchecked Sendable {
         loop = group.next()
         diskThread = NIOThreadPool(numberOfThreads: 1)
         diskThread.start()
+        readPool = NIOThreadPool(numberOfThreads: NodeDaemon.readThreads)
+        readPool.start()
         exitPromise = loop.makePromise()
         if crashed { log("meta-data was not cleanly closed: activity log applied\(p.crashedPrimary ? ", node was a crashed primary" : "")") }
     }
@@ -125,12 +135,20 @@ public final class NodeDaemon: @unchecked Sendable {
         try exitPromise.futureResult.wait()
         try? group.syncShutdownGracefully()
         try? diskThread.syncShutdownGracefully()
+        try? readPool.syncShutdownGracefully()
     }
+
+    /// Log lines carry milliseconds (2026-12-01T16:50:37.123Z), as one needs to follow a resync.
+    let logTimeFormat: ISO8601DateFormatter = {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f
+    }()
 
     var monotonicMs: UInt64 { (DispatchTime.now().uptimeNanoseconds - startedUptimeNs) / 1_000_000 }
 
     func log(_ s: String) {
-        let line = "\(ISO8601DateFormatter().string(from: Date())) \(plan.name): \(s)"
+        let line = "\(logTimeFormat.string(from: Date())) \(plan.name): \(s)"
         FileHandle.standardError.write(Data((line + "\n").utf8))
         broadcast(["type": "log", "resource": plan.name, "message": s])
     }
@@ -190,7 +208,9 @@ public final class NodeDaemon: @unchecked Sendable {
             }
         case .disk(let token, let op):
             let device = self.device
-            diskThread.runIfActive(eventLoop: loop) { () -> DiskResult in
+            let pool: NIOThreadPool
+            if case .read = op { pool = readPool } else { pool = diskThread }
+            pool.runIfActive(eventLoop: loop) { () -> DiskResult in
                 do {
                     switch op {
                     case .write(let o, let d, let fua):

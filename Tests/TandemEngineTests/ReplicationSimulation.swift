@@ -67,14 +67,17 @@ struct SimDisk {
         }
     }
 
-    /// Indices of queued operations allowed to complete now.
+    /// Indices of queued operations allowed to complete now. A read may complete at any time
+    /// (the daemon reads in a pool of threads) and sees what completed so far.
     func eligible() -> [Int] {
         var out: [Int] = []
         for (i, q) in queue.enumerated() {
             guard case .data(let op) = q.op else { out.append(i); continue }
+            if case .read = op { out.append(i); continue }
             var ok = true
             for j in 0..<i {
                 guard case .data(let earlier) = queue[j].op else { continue }
+                if case .read = earlier { continue }
                 switch (earlier, op) {
                 case (.flush, .flush), (.flush, .read), (.read, _): ok = false
                 case (_, .flush), (_, .read): ok = false  // flush and read wait for everything before them
@@ -273,7 +276,8 @@ struct ReplicationSimulation {
         rng = SimRandom(state: seed)
         wireProtocol = UInt32(1 + seed % 3)
         agreedVersion = 86 + Int(seed / 3 % 16)
-        featureFlags = seed / 7 % 4 == 0 ? 0 : 0x0F
+        // No features, the kernel's, or the kernel's and Tandem's (the windowed resync).
+        featureFlags = seed / 7 % 4 == 0 ? 0 : (seed / 7 % 4 == 1 ? 0x0F : 0x0F | ConnectionFeatures.tandemPeer)
         var settings = EngineSettings()
         settings.wireProtocol = wireProtocol
         settings.maxBioSize = seed / 11 % 2 == 0 ? 64 * 1024 : 1 << 20

@@ -210,7 +210,7 @@ public final class PeerTransport: @unchecked Sendable {
     private func sendFeatures() {
         guard !sentFeatures, let d = data else { return }
         sentFeatures = true
-        write(d, Packet.features(.kernel84).encode(format: .h80))
+        write(d, Packet.features(.tandem).encode(format: .h80))
         handshakeDeadline?.cancel()
         handshakeDeadline = loop.scheduleTask(in: handshakeTimeout) { [self] in
             if !self.isEstablished && (self.data != nil || self.meta != nil) {
@@ -269,7 +269,7 @@ public final class PeerTransport: @unchecked Sendable {
         switch p {
         case .features(let f):
             let peerMax = f.protocolMax == 0 ? f.protocolMin : f.protocolMax
-            let mine = ConnectionFeatures.kernel84
+            let mine = ConnectionFeatures.tandem
             if mine.protocolMax < f.protocolMin || mine.protocolMin > peerMax {
                 refuse("incompatible DRBD dialects: I support \(mine.protocolMin)-\(mine.protocolMax), peer supports \(f.protocolMin)-\(peerMax)")
                 return

@@ -42,7 +42,11 @@ public enum AdminCommand: Sendable, Equatable {
     case drain
 }
 
-/// A disk operation on the backing device's data area (offsets in bytes).
+/// A disk operation on the backing device's data area (offsets in bytes). Writes, zeroes and
+/// flushes complete in the order they were issued where they overlap (a flush after everything
+/// before it); a read may run concurrently with anything and see a write in flight or not (the
+/// engine's only reads are a resync source's, and the target keeps application writes that
+/// overtook a resync reply).
 public enum DiskOperation: Sendable, Equatable {
     case write(offset: UInt64, data: [UInt8], fua: Bool)
     case zero(offset: UInt64, length: UInt64, discard: Bool)

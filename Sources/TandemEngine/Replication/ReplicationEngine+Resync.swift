@@ -16,6 +16,8 @@ struct ResyncState: Sendable {
     /// overwrote meanwhile (the reply must not put older data over them).
     var inFlight: [UInt64: (size: UInt32, overwritten: Set<UInt64>, writesLeft: Int)] = [:]
     var inFlightBytes = 0
+    /// The 4 KiB blocks of the requests in flight (a candidate is checked in constant time).
+    var inFlightBlocks = Set<UInt64>()
     /// The target's resync extents (DRBD's BM_EXT, 16 MiB each) with requests in flight, and
     /// how many: a resync works in at most `extentLimit` of them at once and, unlike
     /// application writes, never takes activity-log slots (its bits stay set until the data is
@@ -166,7 +168,13 @@ extension ReplicationEngine {
         guard var r = resync, !r.isSource, var c = r.controller else { return }
         // A late tick (a stalled loop) counts as one step, not many: the controller plans in steps.
         r.lastStepMs = nowMs
-        r.allowanceBlocks = c.step(arrived: r.arrivedSectors) / 8
+        if let l = link, l.featureFlags & ConnectionFeatures.tandemPeer != 0 {
+            // Between Tandem nodes the step does not ration the resync: c-max-rate's share of the
+            // step, refilled as requests complete, with max-buffers in flight.
+            r.allowanceBlocks = Int(c.parameters.maxRateKiB) * 1024 * Int(ResyncController.stepMs) / 1000 / 4096
+        } else {
+            r.allowanceBlocks = c.step(arrived: r.arrivedSectors) / 8
+        }
         if r.throttle?.shouldSlowDown(arrived: r.arrivedSectors) == true { r.allowanceBlocks = 0 }
         r.arrivedSectors = 0
         r.controller = c
@@ -183,11 +191,14 @@ extension ReplicationEngine {
         var requestedBlocks = 0
         var wrapped = false
         while r.inFlightBytes < cap && r.allowanceBlocks > 0 {
+            // One pass over the bitmap at a time: bits behind the cursor (set again meanwhile)
+            // are taken once the requests of this pass are all answered, so a call never
+            // rescans blocks in flight.
             guard let start = bitmap.nextSet(from: r.cursor) else {
-                if wrapped || r.cursor == 0 { break }
+                if wrapped || r.cursor == 0 || !r.inFlight.isEmpty { break }
                 r.cursor = 0; wrapped = true; continue
             }
-            if r.inFlight.keys.contains(where: { s in let b = s / 8; return start >= b && start < b + UInt64(r.inFlight[s]!.size) / 4096 }) {
+            if r.inFlightBlocks.contains(start) {
                 r.cursor = start + 1
                 continue
             }
@@ -196,11 +207,12 @@ extension ReplicationEngine {
             var end = start + 1
             let extentEnd = (region + 1) * ResyncState.bitsPerExtent
             while end < bitmap.bitCount && end - start < maxBits && end < extentEnd && bitmap.isSet(end)
-                    && r.inFlight[end * 8] == nil { end += 1 }
+                    && !r.inFlightBlocks.contains(end) { end += 1 }
             let sector = start * 8
             let size = UInt32(min((end - start) * 4096, sizeBytes - start * 4096))
             r.inFlight[sector] = (size, [], 0)
             r.inFlightBytes += Int(size)
+            for b in start..<end { r.inFlightBlocks.insert(b) }
             r.extents[region, default: 0] += 1
             let blocks = Int(end - start)
             r.allowanceBlocks -= blocks
@@ -267,6 +279,7 @@ extension ReplicationEngine {
     mutating func finishResyncRequest(_ sector: UInt64) {
         guard var r = resync, let v = r.inFlight.removeValue(forKey: sector) else { return }
         r.inFlightBytes -= Int(v.size)
+        for b in (sector / 8)..<(sector / 8 + (UInt64(v.size) + 4095) / 4096) { r.inFlightBlocks.remove(b) }
         let region = sector / 8 / ResyncState.bitsPerExtent
         if let n = r.extents[region] { r.extents[region] = n > 1 ? n - 1 : nil }
         resync = r
