@@ -35,7 +35,7 @@ final class Cluster {
     init(_ o: Options = Options()) throws {
         dir = NSTemporaryDirectory() + "tandem-cluster-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let base = 20000 + Int.random(in: 0..<5000) * 4  // base..base+3: replication, then exports
+        let base = Cluster.reservePorts()  // base..base+3: replication, then exports
         ports = (base, base + 1)
         size = o.size
         tcpExport = o.tcpExport
@@ -93,6 +93,33 @@ final class Cluster {
             let r = try tandem(n, "create-md", "--force", "r0")
             guard r.status == 0 else { throw TestFailure("create-md \(n): \(r.err)") }
         }
+    }
+
+    /// Four consecutive free TCP ports, never the same twice in this test process (clusters of
+    /// tests running in parallel drew colliding random ports before).
+    static func reservePorts() -> Int {
+        portLock.lock()
+        defer { portLock.unlock() }
+        while true {
+            let base = nextPort
+            nextPort += 4
+            if nextPort > 40000 { nextPort = 20000 }
+            if (base..<(base + 4)).allSatisfy(portIsFree) { return base }
+        }
+    }
+    nonisolated(unsafe) static var nextPort = 20000 + Int.random(in: 0..<2500) * 4
+    static let portLock = NSLock()
+
+    static func portIsFree(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
     }
 
     func runDir(_ node: String) -> String { "\(dir)/run-\(node)" }

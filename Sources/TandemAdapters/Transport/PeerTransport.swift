@@ -129,10 +129,26 @@ public final class PeerTransport: @unchecked Sendable {
         var b = ch.allocator.buffer(capacity: prefix.count + bulk.count)
         b.writeBytes(prefix)
         b.writeBytes(bulk)
-        guard let written else { ch.writeAndFlush(b, promise: nil); return }
-        let promise = ch.eventLoop.makePromise(of: Void.self)
-        promise.futureResult.whenSuccess { written() }
-        ch.writeAndFlush(b, promise: promise)
+        var promise: EventLoopPromise<Void>?
+        if let written {
+            promise = ch.eventLoop.makePromise(of: Void.self)
+            promise!.futureResult.whenSuccess { written() }
+        }
+        ch.write(b, promise: promise)
+        scheduleFlush(ch)
+    }
+
+    /// Channels with packets written but not yet flushed: one flush (one writev) at the end of
+    /// the event loop's current task carries everything the engine sent in it.
+    private var unflushed: [ObjectIdentifier: Channel] = [:]
+
+    private func scheduleFlush(_ ch: Channel) {
+        guard unflushed.updateValue(ch, forKey: ObjectIdentifier(ch)) == nil, unflushed.count == 1 else { return }
+        loop.execute { [self] in
+            let chans = self.unflushed.values
+            self.unflushed.removeAll(keepingCapacity: true)
+            for c in chans { c.flush() }
+        }
     }
 
     /// Stops or resumes reading the data connection: the engine's max-buffers backpressure

@@ -165,20 +165,22 @@ extension ReplicationEngine {
 
     /// One controller step: what arrived since the last one in, the allowance for this one out.
     mutating func resyncStep() {
-        guard var r = resync, !r.isSource, var c = r.controller else { return }
-        // A late tick (a stalled loop) counts as one step, not many: the controller plans in steps.
-        r.lastStepMs = nowMs
-        if let l = link, l.featureFlags & ConnectionFeatures.tandemPeer != 0 {
-            // Between Tandem nodes the step does not ration the resync: c-max-rate's share of the
-            // step, refilled as requests complete, with max-buffers in flight.
-            r.allowanceBlocks = Int(c.parameters.maxRateKiB) * 1024 * Int(ResyncController.stepMs) / 1000 / 4096
-        } else {
-            r.allowanceBlocks = c.step(arrived: r.arrivedSectors) / 8
+        guard resync?.isSource == false, resync?.controller != nil else { return }
+        let now = nowMs
+        let windowed = (link?.featureFlags ?? 0) & ConnectionFeatures.tandemPeer != 0
+        changeResync { r in
+            // A late tick (a stalled loop) counts as one step, not many: the controller plans in steps.
+            r.lastStepMs = now
+            if windowed {
+                // Between Tandem nodes the step does not ration the resync: c-max-rate's share of
+                // the step, refilled as requests complete, with max-buffers in flight.
+                r.allowanceBlocks = Int(r.controller!.parameters.maxRateKiB) * 1024 * Int(ResyncController.stepMs) / 1000 / 4096
+            } else {
+                r.allowanceBlocks = r.controller!.step(arrived: r.arrivedSectors) / 8
+            }
+            if r.throttle?.shouldSlowDown(arrived: r.arrivedSectors) == true { r.allowanceBlocks = 0 }
+            r.arrivedSectors = 0
         }
-        if r.throttle?.shouldSlowDown(arrived: r.arrivedSectors) == true { r.allowanceBlocks = 0 }
-        r.arrivedSectors = 0
-        r.controller = c
-        resync = r
         requestResyncBlocks()
     }
 
@@ -186,8 +188,11 @@ extension ReplicationEngine {
     mutating func requestResyncBlocks() {
         guard var r = resync, !r.isSource, conn == .syncTarget, link != nil,
               r.bitmapDurableAt.map({ lane.doneSeq >= $0 }) ?? true else { return }
+        resync = nil  // r is the only copy while it changes (no copy of its tables)
         let maxBits = UInt64(maxBioBytes / 4096)
-        let cap = settings.maxBuffers * 4096
+        // As DRBD: at most half of max-buffers in flight, so the source (whose reads and replies
+        // count against its own max-buffers) is never pushed to its limit by one resync.
+        let cap = settings.maxBuffers * 4096 / 2
         var requestedBlocks = 0
         var wrapped = false
         while r.inFlightBytes < cap && r.allowanceBlocks > 0 {
@@ -229,19 +234,31 @@ extension ReplicationEngine {
     /// may be in flight: those blocks must keep the newer data.
     mutating func resyncNoteOverwrite(offset: UInt64, length: UInt64) {
         guard var r = resync, !r.isSource else { return }
+        resync = nil
         let lo = offset / 4096, hi = (offset + length + 4095) / 4096
-        for (s, v) in r.inFlight {
+        // Most writes touch no block in flight.
+        guard (lo..<hi).contains(where: { r.inFlightBlocks.contains($0) }) else { resync = r; return }
+        let hit = r.inFlight.compactMap { (s, v) -> (UInt64, UInt64)? in
             let b = s / 8, e = b + (UInt64(v.size) + 4095) / 4096
-            guard lo < e && b < hi else { continue }
-            var v = v
-            for blk in max(lo, b)..<min(hi, e) { v.overwritten.insert(blk) }
-            r.inFlight[s] = v
+            return lo < e && b < hi ? (s, b) : nil
+        }
+        for (s, b) in hit {
+            let e = b + (UInt64(r.inFlight[s]!.size) + 4095) / 4096
+            for blk in max(lo, b)..<min(hi, e) { r.inFlight[s]!.overwritten.insert(blk) }
         }
         resync = r
     }
 
+    /// Changes the running resync in place: a copy of its tables would cost as much as the
+    /// requests in flight, on every request.
+    @discardableResult
+    mutating func changeResync<T>(_ body: (inout ResyncState) -> T) -> T? {
+        guard resync != nil else { return nil }
+        return body(&resync!)
+    }
+
     mutating func onResyncData(_ h: DataHeader, _ data: [UInt8]) {
-        guard var r = resync, !r.isSource, var v = r.inFlight[h.sector], Int(v.size) == data.count else {
+        guard let r = resync, !r.isSource, let v = r.inFlight[h.sector], Int(v.size) == data.count else {
             fail("protocol error: unexpected P_RS_DATA_REPLY for sector \(h.sector)")
             return
         }
@@ -255,10 +272,10 @@ extension ReplicationEngine {
             while e < first + count && !v.overwritten.contains(e) { e += 1 }
             runs.append((b, e)); b = e
         }
-        v.writesLeft = runs.count
-        r.inFlight[h.sector] = v
-        r.arrivedSectors += data.count / 512
-        resync = r
+        changeResync { r in
+            r.inFlight[h.sector]!.writesLeft = runs.count
+            r.arrivedSectors += data.count / 512
+        }
         for (s, e) in runs {
             let lo = Int((s - first) * 4096), hi = min(Int((e - first) * 4096), data.count)
             diskOp(.write(offset: s * 4096, data: Array(data[lo..<hi]), fua: false),
@@ -268,21 +285,25 @@ extension ReplicationEngine {
     }
 
     mutating func onResyncWriteDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64) {
-        guard gen == linkGeneration, var r = resync, var v = r.inFlight[sector] else { return }
+        guard gen == linkGeneration, resync?.inFlight[sector] != nil else { return }
         if case .failed(let why) = result { fail("local disk write failed during resync: \(why)"); return }
-        v.writesLeft -= 1
-        r.inFlight[sector] = v
-        resync = r
-        if v.writesLeft == 0 { finishResyncRequest(sector) }
+        let left = changeResync { r -> Int in
+            r.inFlight[sector]!.writesLeft -= 1
+            return r.inFlight[sector]!.writesLeft
+        }
+        if left == 0 { finishResyncRequest(sector) }
     }
 
     mutating func finishResyncRequest(_ sector: UInt64) {
-        guard var r = resync, let v = r.inFlight.removeValue(forKey: sector) else { return }
-        r.inFlightBytes -= Int(v.size)
-        for b in (sector / 8)..<(sector / 8 + (UInt64(v.size) + 4095) / 4096) { r.inFlightBlocks.remove(b) }
-        let region = sector / 8 / ResyncState.bitsPerExtent
-        if let n = r.extents[region] { r.extents[region] = n > 1 ? n - 1 : nil }
-        resync = r
+        let removed = changeResync { r -> (size: UInt32, overwritten: Set<UInt64>, writesLeft: Int)? in
+            guard let v = r.inFlight.removeValue(forKey: sector) else { return nil }
+            r.inFlightBytes -= Int(v.size)
+            for b in (sector / 8)..<(sector / 8 + (UInt64(v.size) + 4095) / 4096) { r.inFlightBlocks.remove(b) }
+            let region = sector / 8 / ResyncState.bitsPerExtent
+            if let n = r.extents[region] { r.extents[region] = n > 1 ? n - 1 : nil }
+            return v
+        }
+        guard let v = removed ?? nil else { return }
         let first = sector / 8, count = (UInt64(v.size) + 4095) / 4096
         for b in first..<(first + count) where !v.overwritten.contains(b) && b < bitmap.bitCount {
             clearBitRange(b..<(b + 1))
