@@ -78,6 +78,9 @@ final class ControlHandler: ChannelInboundHandler, @unchecked Sendable {
         case "secondary": d.admin(.secondary, done: reply)
         case "connect": d.admin(.connect, done: reply)
         case "disconnect": d.admin(.disconnect, done: reply)
+        case "resync": d.admin(.resync, done: reply)
+        case "pause-sync": d.admin(.pauseSync, done: reply)
+        case "resume-sync": d.admin(.resumeSync, done: reply)
         case "down": d.shutdown(done: reply)
         case "events":
             let id = ObjectIdentifier(context.channel)

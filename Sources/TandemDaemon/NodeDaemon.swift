@@ -272,7 +272,7 @@ public final class NodeDaemon: @unchecked Sendable {
         let token = nextID
         nextID += 1
         pendingAdmin[token] = done
-        if cmd == .connect { lastError = nil; transport.enable() }
+        if cmd == .connect || cmd == .resync { lastError = nil; transport.enable() }
         feed(.admin(token: token, cmd))
     }
 

@@ -4,7 +4,7 @@ import ArgumentParser
 /// in --help so operators see the whole surface, and each says plainly that it is not there.
 enum PlannedVerb {
     static let all: [ParsableCommand.Type] = [
-        Invalidate.self, InvalidateRemote.self, Verify.self, Resync.self, Restore.self, Snapshot.self,
+        Invalidate.self, InvalidateRemote.self, Verify.self, Restore.self, Snapshot.self,
     ]
 }
 
@@ -36,11 +36,6 @@ struct InvalidateRemote: PlannedCommand {
 
 struct Verify: PlannedCommand {
     static let configuration = CommandConfiguration(commandName: "verify", abstract: "(planned) Online verify against the peer.")
-    @OptionGroup var arguments: PlannedArguments
-}
-
-struct Resync: PlannedCommand {
-    static let configuration = CommandConfiguration(commandName: "resync", abstract: "(planned) Send the blocks marked dirty while disconnected.")
     @OptionGroup var arguments: PlannedArguments
 }
 

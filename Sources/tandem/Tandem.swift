@@ -15,7 +15,8 @@ struct Tandem: ParsableCommand {
             """,
         subcommands: [
             CreateMD.self, DumpMD.self, GetGI.self, ShowGI.self, WipeMD.self, ApplyAL.self, Dump.self,
-            Up.self, Down.self, Primary.self, Secondary.self, Connect.self, Disconnect.self, Status.self, Events.self,
+            Up.self, Down.self, Primary.self, Secondary.self, Connect.self, Disconnect.self, Resync.self, PauseSync.self,
+            ResumeSync.self, Status.self, Events.self,
         ] + PlannedVerb.all
     )
 

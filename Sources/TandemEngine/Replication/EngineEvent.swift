@@ -40,6 +40,12 @@ public enum AdminCommand: Sendable, Equatable {
     case connect
     /// Stop accepting application I/O and report when nothing is in flight (for `down`).
     case drain
+    /// Resync every block marked out of sync now (connecting first when disconnected); done
+    /// once the resync runs (or there was nothing to resync).
+    case resync
+    /// drbdadm's pause-sync / resume-sync (the user_isp flag).
+    case pauseSync
+    case resumeSync
 }
 
 /// A disk operation on the backing device's data area (offsets in bytes). Writes, zeroes and

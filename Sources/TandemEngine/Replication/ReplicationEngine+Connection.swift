@@ -43,6 +43,7 @@ extension ReplicationEngine {
         if hadLink { lastError = lastError ?? reason; log("connection lost: \(reason)") }
         peerRole = .unknown
         peerDisk = .dUnknown
+        peerPaused = false
         resync = nil
         bitmapReceive = BitmapReceive()
         inbound = InboundState()
@@ -188,6 +189,8 @@ extension ReplicationEngine {
             return
         }
         peerRole = r
+        peerPaused = s.syncPaused
+        defer { applyPause() }
         if d == .negotiating { d = l.peerUUIDFlags & UUIDSet.flagInconsistent != 0 ? .inconsistent : .consistent }
         let oldPeerDisk = peerDisk
         peerDisk = d
@@ -382,6 +385,66 @@ extension ReplicationEngine {
             emit(.adminDone(token: token, error: nil))
         case .drain:
             draining = token
+        case .resync:
+            startResyncVerb(token)
+        case .pauseSync, .resumeSync:
+            userPaused = cmd == .pauseSync
+            applyPause()
+            sendState()
+            emit(.adminDone(token: token, error: nil))
+        }
+    }
+
+    /// `resync`: the blocks marked out of sync on either side move now, from this node (or the
+    /// Primary) to the other. This node takes a new current UUID (its old one becomes the bitmap
+    /// UUID, as a Primary does when it loses its peer), so the handshake that follows makes it
+    /// the SyncSource by DRBD's own rules (the peer's current UUID is this node's bitmap UUID)
+    /// and the bitmap exchange gathers every bit of both sides; a kernel peer needs nothing new.
+    mutating func startResyncVerb(_ token: UInt64) {
+        if conn.isSyncing { emit(.adminDone(token: token, error: nil)); return }
+        if peerRole == .primary && role != .primary {
+            emit(.adminDone(token: token, error: "the peer is Primary and so the sync source: run resync there"))
+            return
+        }
+        if disk == .upToDate && persistent.bitmap == 0 { newCurrentUUID() }
+        resyncAdmin = (token, linkGeneration, nowMs + 30_000)
+        if link != nil {
+            emit(.dropLink(reason: "resync requested"))
+            onLinkLost("resync requested")
+        } else if conn == .standAlone {
+            conn = .wfConnection
+            lastError = nil
+        }
+    }
+
+    /// `resync` is done once the resync runs, or a new handshake found nothing to resync.
+    mutating func checkResyncAdmin() {
+        guard let (token, generation, deadline) = resyncAdmin else { return }
+        var error: String?
+        if conn.isSyncing || (conn == .connected && linkGeneration > generation) {
+            error = nil
+        } else if conn == .standAlone {
+            error = "the connection was refused: \(lastError ?? "StandAlone")"
+        } else if nowMs >= deadline {
+            error = "the peer did not connect within 30 s; the resync starts when it does"
+        } else {
+            return
+        }
+        resyncAdmin = nil
+        emit(.adminDone(token: token, error: error))
+    }
+
+    /// A resync pauses while this node (pause-sync) or the peer asks for it, and goes on after.
+    mutating func applyPause() {
+        let paused = userPaused || peerPaused
+        switch conn {
+        case .syncSource where paused: conn = .pausedSyncS
+        case .syncTarget where paused: conn = .pausedSyncT
+        case .pausedSyncS where !paused: conn = .syncSource
+        case .pausedSyncT where !paused:
+            conn = .syncTarget
+            resyncStep()
+        default: break
         }
     }
 

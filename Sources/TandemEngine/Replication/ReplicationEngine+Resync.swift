@@ -126,6 +126,7 @@ extension ReplicationEngine {
         persist()
         send(.syncUUID(syncUUID))
         conn = .syncSource
+        applyPause()
         peerDisk = .inconsistent
         resync = ResyncState(isSource: true, totalBits: bitmap.setCount, lastStepMs: nowMs, startMs: nowMs)
         log("Began resync as SyncSource (will sync \(bitmap.setCount * 4) KB)")
@@ -139,6 +140,7 @@ extension ReplicationEngine {
         persistent.consistent = false
         persist()
         conn = .syncTarget
+        applyPause()
         disk = .inconsistent
         peerDisk = .upToDate
         let parameters = link?.peerController ?? settings.controller

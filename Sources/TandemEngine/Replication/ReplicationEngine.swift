@@ -63,6 +63,12 @@ public struct ReplicationEngine: Sendable {
     var pendingAdmin: (token: UInt64, command: AdminCommand)?
     /// A role change held until the handshake settles.
     var deferredAdmin: (token: UInt64, command: AdminCommand)?
+    /// `resync` waiting for the resync to run: its token, the link generation it started
+    /// from, and when it gives up waiting for the peer.
+    var resyncAdmin: (token: UInt64, generation: UInt64, deadlineMs: UInt64)?
+    /// pause-sync on this node (user_isp), and the peer's pause (its aftr_isp | user_isp).
+    var userPaused = false
+    var peerPaused = false
 
     // Meta-data: the one lane of meta-data writes, the activity log, bitmap writeback.
     var lane = MetaDataLane()
@@ -137,6 +143,7 @@ public struct ReplicationEngine: Sendable {
             deferredAdmin = nil
             onAdmin(token, cmd)
         }
+        if resyncAdmin != nil { checkResyncAdmin() }
         if gate.slotsMayHaveFreed { wakeSlotWaiters() }
         if !transferLogWaiting.isEmpty && loggedRequests < settings.transferLogLimit { wakeTransferLogWaiters() }
         updateReading()
@@ -173,7 +180,10 @@ public struct ReplicationEngine: Sendable {
     }
 
     var myStateWord: StateWord {
-        StateWord(role: role, peer: peerRole, conn: conn, disk: disk, pdsk: peerDisk)
+        var w = StateWord(role: role, peer: peerRole, conn: conn, disk: disk, pdsk: peerDisk)
+        if userPaused { w.raw |= 1 << 20 }  // user_isp
+        if peerPaused { w.raw |= 1 << 19 }  // peer_isp
+        return w
     }
 
     mutating func sendState() { if link != nil { send(.state(myStateWord)) } }

@@ -1,0 +1,71 @@
+import ArgumentParser
+import Foundation
+import TandemDaemon
+
+/// `resync RES [--wait]`: resync every block marked out of sync now, connecting first when
+/// disconnected. Without --wait it returns once the resync runs; with --wait it returns when the
+/// resync has ended (non-zero with the reason if it failed), drawing a progress bar on a
+/// terminal and printing nothing otherwise.
+struct Resync: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resync", abstract: "Resync every block marked out of sync now (connects first when disconnected).")
+    @OptionGroup var arguments: ResourceArguments
+    @Flag(help: "Return when the resync has ended; show its progress on a terminal.") var wait = false
+
+    func run() throws {
+        let client = try arguments.client()
+        _ = try client.request(["verb": "resync"])
+        if wait { try SyncProgress(arguments: arguments).waitUntilInSync() }
+    }
+}
+
+struct PauseSync: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "pause-sync", abstract: "Pause a running resync (drbdadm pause-sync).")
+    @OptionGroup var arguments: ResourceArguments
+    func run() throws { _ = try arguments.client().request(["verb": "pause-sync"]) }
+}
+
+struct ResumeSync: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resume-sync", abstract: "Resume a paused resync (drbdadm resume-sync).")
+    @OptionGroup var arguments: ResourceArguments
+    func run() throws { _ = try arguments.client().request(["verb": "resume-sync"]) }
+}
+
+/// Follows a resync through `status` until the node is Connected with nothing out of sync.
+struct SyncProgress {
+    let arguments: ResourceArguments
+    let terminal = isatty(STDOUT_FILENO) == 1
+
+    func waitUntilInSync() throws {
+        var drew = false
+        defer { if drew { print("") } }
+        while true {
+            let s = try arguments.client().request(["verb": "status"])
+            let conn = s["connection"] as? String ?? "?"
+            let oos = s["out-of-sync-kib"] as? Int ?? 0
+            if conn == "Connected" && oos == 0 && s["disk"] as? String == "UpToDate" && s["peer-disk"] as? String == "UpToDate" {
+                if drew { draw(s, final: true) }
+                return
+            }
+            if conn == "StandAlone" {
+                throw VerbFailure("\(arguments.resource): the resync stopped: \(s["last-error"] as? String ?? "StandAlone")")
+            }
+            if let e = s["disk-error"] as? String { throw VerbFailure("\(arguments.resource): \(e)") }
+            if terminal { draw(s, final: false); drew = true }
+            usleep(200_000)
+        }
+    }
+
+    /// One line, redrawn in place: bar, done %, done/total, rate, ETA, state.
+    func draw(_ s: [String: Any], final: Bool) {
+        let done = final ? 100.0 : (s["done"] as? Double ?? 0)
+        let oos = Double(s["out-of-sync-kib"] as? Int ?? 0) / 1024
+        let width = 30
+        let filled = Int(done / 100 * Double(width))
+        var line = "\r[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "]"
+        line += String(format: " %5.1f%%  %.1f MiB left", done, final ? 0 : oos)
+        if let r = s["sync-rate-kib"] as? Int { line += String(format: "  %.1f MiB/s", Double(r) / 1024) }
+        if let eta = s["eta-seconds"] as? Int, !final { line += "  ETA \(eta)s" }
+        line += "  \(s["connection"] as? String ?? "")"
+        FileHandle.standardOutput.write(Data((line + "   ").utf8))
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import Testing
+
+/// `resync`, `pause-sync` and `resume-sync` against real daemons.
+@Suite(.serialized) struct ResyncVerbTests {
+    /// Writes made while StandAlone are marked; `resync --wait` connects, resyncs exactly them
+    /// and returns once both disks are UpToDate and identical.
+    @Test func resyncConnectsAndMovesTheMarkedBlocks() throws {
+        let c = try Cluster(.init(size: 64 << 20))
+        defer { c.shutdown() }
+        try c.start()
+        #expect(try c.tandem("alpha", "disconnect", "r0").status == 0)
+        let w = try Tools.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0x5a 4M 2M", "-c", "write -P 0x33 40M 512k", c.uri("alpha")])
+        try #require(w.status == 0, "\(w.err)")
+        let marked = try c.status("alpha")["out-of-sync-kib"] as? Int
+        #expect(marked == 2560, "\(marked ?? -1) KiB marked")
+        let r = try c.tandem("alpha", "resync", "--wait", "r0")
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.isEmpty, "--wait printed without a terminal: \(r.out)")
+        let s = try c.status("alpha")
+        #expect(s["connection"] as? String == "Connected" && s["out-of-sync-kib"] as? Int == 0 && s["peer-disk"] as? String == "UpToDate", "\(s)")
+        #expect(c.log("alpha").contains("will sync 2560 KB"), "the resync did not move exactly the marked blocks")
+        let size = try c.exportSize
+        #expect(try c.dataHash("alpha", bytes: size) == c.dataHash("beta", bytes: size))
+        // Connected with nothing marked: resync finds nothing to move and says so by returning.
+        #expect(try c.tandem("alpha", "resync", "--wait", "r0").status == 0)
+        // The Secondary does not push over its Primary.
+        let refused = try c.tandem("beta", "resync", "r0")
+        #expect(refused.status != 0 && refused.err.contains("the peer is Primary"), "\(refused.err)")
+    }
+
+    /// pause-sync holds a running resync (PausedSyncS/PausedSyncT on both sides, nothing moves)
+    /// until resume-sync, from either node.
+    @Test(arguments: ["alpha", "beta"]) func pauseAndResumeSync(node: String) throws {
+        let c = try Cluster(.init(size: 96 << 20, disk: "c-max-rate 8M; c-plan-ahead 0; resync-rate 8M;"))
+        defer { c.shutdown() }
+        try c.start()
+        #expect(try c.tandem("alpha", "disconnect", "r0").status == 0)
+        try #require(try Tools.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0x11 0 64M", c.uri("alpha")]).status == 0)
+        #expect(try c.tandem("alpha", "resync", "r0").status == 0)
+        #expect(try c.tandem(node, "pause-sync", "r0").status == 0)
+        try c.wait("alpha", timeout: 10, "PausedSyncS") { $0["connection"] as? String == "PausedSyncS" }
+        try c.wait("beta", timeout: 10, "PausedSyncT") { $0["connection"] as? String == "PausedSyncT" }
+        usleep(500_000)
+        let before = try c.status("beta")["out-of-sync-kib"] as? Int ?? -1
+        sleep(1)
+        let after = try c.status("beta")["out-of-sync-kib"] as? Int ?? -2
+        #expect(before == after && before > 0, "the paused resync moved: \(before) -> \(after) KiB left")
+        #expect(try c.tandem(node, "resume-sync", "r0").status == 0)
+        try c.waitInSync(timeout: 60)
+        let size = try c.exportSize
+        #expect(try c.dataHash("alpha", bytes: size) == c.dataHash("beta", bytes: size))
+    }
+}
