@@ -45,7 +45,10 @@ public struct StatusReport: Sendable {
             "uuids": [Hex.upper(status.uuids.current, digits: 16), Hex.upper(status.uuids.bitmap, digits: 16),
                       Hex.upper(status.uuids.history0, digits: 16), Hex.upper(status.uuids.history1, digits: 16)],
         ]
-        if let d = done { o["done"] = (d * 100).rounded() / 100 }
+        if let d = done {
+            o["done"] = (d * 100).rounded() / 100
+            o["resync-total-kib"] = status.resyncTotalBits * 4
+        }
         if let r = syncRate { o["sync-rate-kib"] = Int(r / 1024) }
         if let e = etaSeconds { o["eta-seconds"] = Int(e.rounded(.up)) }
         if let e = lastError ?? status.lastError { o["last-error"] = e }

@@ -59,10 +59,15 @@ struct SyncProgress {
     func draw(_ s: [String: Any], final: Bool) {
         let done = final ? 100.0 : (s["done"] as? Double ?? 0)
         let oos = Double(s["out-of-sync-kib"] as? Int ?? 0) / 1024
+        let total = Double(s["resync-total-kib"] as? Int ?? 0) / 1024
         let width = 30
         let filled = Int(done / 100 * Double(width))
         var line = "\r[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "]"
-        line += String(format: " %5.1f%%  %.1f MiB left", done, final ? 0 : oos)
+        if total > 0 {
+            line += String(format: " %5.1f%%  %.1f/%.1f MiB", done, final ? total : max(0, total - oos), total)
+        } else {
+            line += String(format: " %5.1f%%  %.1f MiB left", done, final ? 0 : oos)
+        }
         if let r = s["sync-rate-kib"] as? Int { line += String(format: "  %.1f MiB/s", Double(r) / 1024) }
         if let eta = s["eta-seconds"] as? Int, !final { line += "  ETA \(eta)s" }
         line += "  \(s["connection"] as? String ?? "")"
