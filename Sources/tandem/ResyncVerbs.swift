@@ -37,9 +37,12 @@ struct SyncProgress {
 
     func waitUntilInSync() throws {
         var drew = false
+        var total: Int?
         defer { if drew { print("") } }
         while true {
-            let s = try arguments.client().request(["verb": "status"])
+            var s = try arguments.client().request(["verb": "status"])
+            // The total of the resync is known while it runs; the last frame keeps it.
+            if let t = s["resync-total-kib"] as? Int { total = t } else if let t = total { s["resync-total-kib"] = t }
             let conn = s["connection"] as? String ?? "?"
             let oos = s["out-of-sync-kib"] as? Int ?? 0
             if conn == "Connected" && oos == 0 && s["disk"] as? String == "UpToDate" && s["peer-disk"] as? String == "UpToDate" {
