@@ -130,6 +130,11 @@ public struct ResourcePlan: Sendable {
         }
         st.congestionFillBytes = (Self.sectors(v("congestion-fill", "net")) ?? 0) * 512
         st.congestionExtents = Int(v("congestion-extents", "net") ?? "") ?? 1237
+        switch v("compression", "net") ?? "auto" {
+        case "lz4": st.compression = .lz4
+        case "off": st.compression = .off
+        default: st.compression = .auto
+        }
         st.pingIntervalMs = UInt64(v("ping-int", "net").flatMap { UInt64($0) } ?? 10) * 1000
         st.pingTimeoutMs = UInt64(v("ping-timeout", "net").flatMap { UInt64($0) } ?? 5) * 100
         let timeout = UInt64(v("timeout", "net").flatMap { UInt64($0) } ?? 60) * 100

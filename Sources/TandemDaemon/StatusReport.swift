@@ -42,6 +42,7 @@ public struct StatusReport: Sendable {
             "writes-in-flight": status.writesInFlight,
             "al-writes-waiting": status.writesWaitingForActivityLog,
             "al-extents-hot": status.activityLogHot, "al-extents-held": status.activityLogHeld,
+            "resync-data-kib": status.resyncDataBytes / 1024, "resync-wire-kib": status.resyncWireBytes / 1024,
             "uuids": [Hex.upper(status.uuids.current, digits: 16), Hex.upper(status.uuids.bitmap, digits: 16),
                       Hex.upper(status.uuids.history0, digits: 16), Hex.upper(status.uuids.history1, digits: 16)],
         ]

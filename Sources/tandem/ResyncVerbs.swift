@@ -73,6 +73,10 @@ struct SyncProgress {
         }
         if let r = s["sync-rate-kib"] as? Int { line += String(format: "  %.1f MiB/s", Double(r) / 1024) }
         if let eta = s["eta-seconds"] as? Int, !final { line += "  ETA \(eta)s" }
+        // What compression saved so far (resync data since the daemon started).
+        if let data = s["resync-data-kib"] as? Int, let wire = s["resync-wire-kib"] as? Int, data > wire {
+            line += String(format: "  saved %.1f MiB (%.0f%%)", Double(data - wire) / 1024, 100 * Double(data - wire) / Double(data))
+        }
         line += "  \(s["connection"] as? String ?? "")"
         FileHandle.standardOutput.write(Data((line + "   ").utf8))
     }

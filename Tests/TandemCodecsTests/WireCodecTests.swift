@@ -163,4 +163,32 @@ func wireVector(_ name: String) throws -> [UInt8] {
         }
         #expect(refused > 1000, "\(SeededRandom.replay)")
     }
+
+    /// The Tandem extension packet: round trip, and what it claims is checked before anything
+    /// is decompressed.
+    @Test func compressedResyncReplyRoundTripsAndRefusesLies() throws {
+        let data = [UInt8](repeating: 0x41, count: 65536)
+        let c = try LZ4Block.compress(data)
+        let p = Packet.compressedResyncReply(DataHeader(sector: 128, blockID: BlockRequest.syncerID, seqNum: 0, flags: 0),
+                                             originalSize: 65536, compressed: c)
+        var f = PacketFramer(expecting: .h100)
+        f.append(p.encode(agreedVersion: 101))
+        let back = try #require(try f.next())
+        #expect(back.packet == p && back.header.rawCommand == 0x7a01)
+        func refused(size: UInt32, compressed: [UInt8]) -> Bool {
+            var w = p.encode(agreedVersion: 101)
+            let body = Packet.compressedResyncReply(DataHeader(sector: 0, blockID: 1, seqNum: 0, flags: 0), originalSize: size,
+                                                    compressed: compressed).encodeBody()
+            w = Array(w[0..<8]) + withUnsafeBytes(of: UInt32(body.count).bigEndian, Array.init) + Array(w[12..<16]) + body
+            var f = PacketFramer(expecting: .h100)
+            f.append(w)
+            do { _ = try f.next(); return false } catch { return true }
+        }
+        #expect(refused(size: 0, compressed: [1]))
+        #expect(refused(size: 1000, compressed: [1]))           // not a multiple of 512
+        #expect(refused(size: 2 << 20, compressed: [1]))        // more than max-bio-size
+        #expect(refused(size: 4096, compressed: [UInt8](repeating: 0, count: 4096)))  // did not shrink
+        #expect(refused(size: 4096, compressed: []))
+        #expect(!refused(size: 4096, compressed: [1, 2, 3]))
+    }
 }

@@ -277,7 +277,7 @@ struct ReplicationSimulation {
         wireProtocol = UInt32(1 + seed % 3)
         agreedVersion = 86 + Int(seed / 3 % 16)
         // No features, the kernel's, or the kernel's and Tandem's (the windowed resync).
-        featureFlags = seed / 7 % 4 == 0 ? 0 : (seed / 7 % 4 == 1 ? 0x0F : 0x0F | ConnectionFeatures.tandemPeer)
+        featureFlags = seed / 7 % 4 == 0 ? 0 : (seed / 7 % 4 == 1 ? 0x0F : 0x0F | ConnectionFeatures.tandemPeer | ConnectionFeatures.lz4Resync)
         var settings = EngineSettings()
         settings.wireProtocol = wireProtocol
         settings.maxBioSize = seed / 11 % 2 == 0 ? 64 * 1024 : 1 << 20
@@ -285,6 +285,7 @@ struct ReplicationSimulation {
         settings.cFillTarget = seed % 2 == 0 ? 0 : 100
         settings.alExtents = 2 + Int(seed / 13 % 2)
         settings.bitmapWritebackMs = 500
+        settings.compression = [CompressionMode.lz4, .auto, .off][Int(seed / 19 % 3)]
         // Half the protocol A seeds pull ahead when 16 KiB are unacknowledged (Ahead/Behind),
         // a quarter disconnect then.
         if wireProtocol == 1 && seed / 17 % 4 != 3 {

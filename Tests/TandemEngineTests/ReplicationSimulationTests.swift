@@ -14,7 +14,7 @@ import Testing
         guard !seeds.isEmpty else { return }
         var failures: [String] = []
         var totals = (orderChecks: 0, divergenceChecks: 0, alWaits: 0, versions: Set<Int>(), aheadResyncs: 0, readPauses: 0,
-                      congestionDisconnects: 0)
+                      congestionDisconnects: 0, compressedResyncs: 0)
         var unresolvable = 0
         for seed in seeds {
             var sim = ReplicationSimulation(seed: seed)
@@ -47,6 +47,7 @@ import Testing
             totals.aheadResyncs += sim.log.filter { $0.contains("resyncing what went unreplicated while Ahead") }.count
             totals.readPauses += sim.readPauses
             totals.congestionDisconnects += sim.log.filter { $0.contains("on-congestion disconnect") }.count
+            if sim.nodes.contains(where: { $0.engine.status.resyncWireBytes < $0.engine.status.resyncDataBytes }) { totals.compressedResyncs += 1 }
         }
         #expect(failures.isEmpty, "replay with TANDEM_SIM_SEED=<seed>:\n\(failures.joined(separator: "\n"))")
         // The checks ran at all: a run that never checked write order or divergence, or in
@@ -60,6 +61,7 @@ import Testing
             #expect(totals.aheadResyncs > 0, "no run went Ahead and resynced")
             #expect(totals.readPauses > 0, "no receiver ever stopped reading (max-buffers)")
             #expect(totals.congestionDisconnects > 0, "no run disconnected on congestion")
+            #expect(totals.compressedResyncs > 0, "no resync data went LZ4-compressed")
         }
     }
 }

@@ -42,6 +42,9 @@ public enum Packet: Sendable, Equatable {
     case pingAck
     case unplugRemote
     case delayProbe(seqNum: UInt32, offset: UInt32)
+    /// Tandem extension P_TANDEM_RS_DATA_REPLY_LZ4: a resync reply's header, the size of the
+    /// data before compression, and the data as one LZ4 block.
+    case compressedResyncReply(DataHeader, originalSize: UInt32, compressed: [UInt8])
 
     public var command: PacketCommand {
         switch self {
@@ -69,6 +72,7 @@ public enum Packet: Sendable, Equatable {
         case .pingAck: .pingAck
         case .unplugRemote: .unplugRemote
         case .delayProbe: .delayProbe
+        case .compressedResyncReply: .rsDataReplyLZ4
         }
     }
 
@@ -114,6 +118,8 @@ public enum Packet: Sendable, Equatable {
         case .syncUUID(let u): w.u64(u)
         case .blockDescriptor(_, let d): w.u64(d.sector); w.u32(d.size); w.u32(d.pad)
         case .delayProbe(let s, let o): w.u32(s); w.u32(o)
+        case .compressedResyncReply(let h, let size, let c):
+            w = WireWriter(capacity: 28 + c.count); Self.put(h, &w); w.u32(size); w.raw(c)
         }
         return w.bytes
     }
@@ -237,6 +243,17 @@ public enum Packet: Sendable, Equatable {
                 throw .badValue(command: command, field: "data size", value: UInt64(payloadBytes.count))
             }
             p = .data(command, h, digest: d, payload: payloadBytes)
+        case .rsDataReplyLZ4:
+            let h = try dataHeader(&r), size = try r.u32()
+            let compressed = r.rest()
+            // What it claims to hold is checked before anything is decompressed.
+            guard size > 0, size % 512 == 0, size <= WireLimits.maxBioSize else {
+                throw .badValue(command: command, field: "original size", value: UInt64(size))
+            }
+            guard !compressed.isEmpty, compressed.count < Int(size) else {
+                throw .badValue(command: command, field: "compressed size", value: UInt64(compressed.count))
+            }
+            p = .compressedResyncReply(h, originalSize: size, compressed: compressed)
         case .trim, .zeroes:
             guard payload.count == 28 else { throw .badLength(command: command, length: payload.count) }
             let h = try dataHeader(&r), size = try r.u32()

@@ -15,6 +15,9 @@ public enum PacketCommand: UInt16, Sendable, CaseIterable, CustomStringConvertib
     case protocolUpdate = 0x2d, trim = 0x31, rsThinRequest = 0x32, rsDeallocated = 0x33
     case writeSame = 0x34, zeroes = 0x36
     case initialMeta = 0xfff1, initialData = 0xfff2, connectionFeatures = 0xfffe
+    /// Tandem extension (feature bit LZ4_RESYNC): a resync reply whose data is one LZ4 block.
+    /// Outside DRBD's numbers; only ever sent to a peer that offered the bit.
+    case rsDataReplyLZ4 = 0x7a01
 
     /// DRBD's own name, as logs and tshark print it.
     public var description: String {
@@ -39,6 +42,7 @@ public enum PacketCommand: UInt16, Sendable, CaseIterable, CustomStringConvertib
         case .rsThinRequest: "P_RS_THIN_REQ"; case .rsDeallocated: "P_RS_DEALLOCATED"
         case .writeSame: "P_WSAME"; case .zeroes: "P_ZEROES"; case .initialMeta: "P_INITIAL_META"
         case .initialData: "P_INITIAL_DATA"; case .connectionFeatures: "P_CONNECTION_FEATURES"
+        case .rsDataReplyLZ4: "P_TANDEM_RS_DATA_REPLY_LZ4"
         }
     }
 
@@ -59,6 +63,8 @@ public enum PacketCommand: UInt16, Sendable, CaseIterable, CustomStringConvertib
     public var payloadLimit: Int {
         switch self {
         case .data, .dataReply, .rsDataReply, .writeSame: WireLimits.maxBioSize + 24 + 4 + WireLimits.maxDigest
+        // Sent only when the block shrank by an eighth or more.
+        case .rsDataReplyLZ4: WireLimits.maxBioSize + 24 + 4
         case .bitmap, .compressedBitmap: WireLimits.socketBufferSize
         case .authChallenge, .authResponse: 128
         case .ovReply, .csumRSRequest: 24 + WireLimits.maxDigest

@@ -78,6 +78,7 @@ extension ReplicationEngine {
 
     mutating func onTick() {
         bitmapWritebackTick()
+        compressionAutoTick()
         guard var l = link else { return }
         if conn == .ahead, let at = aheadResyncAtMs, nowMs >= at {
             aheadResyncAtMs = nil
@@ -142,7 +143,7 @@ extension ReplicationEngine {
         case .state(let s): onPeerState(s)
         case .stateChangeRequest(let mask, let value, let connectionWide): onStateChangeRequest(mask, value, connectionWide)
         case .stateChangeReply(let rc, _): onStateChangeReply(rc)
-        case .data, .trim, .writeSame, .barrier: receiveReplicated(p)
+        case .data, .trim, .writeSame, .barrier, .compressedResyncReply: receiveReplicated(p)
         case .blockAck(let cmd, let a): onBlockAck(cmd, a)
         case .barrierAck(let n, let count): onBarrierAck(n, count)
         case .bitmap, .compressedBitmap: receiveBitmap(p)

@@ -12,7 +12,11 @@ extension ReplicationEngine {
             inbound.count = 0
             maybeFlushInbound()
         case .data(.rsDataReply, let h, _, let payload):
+            resyncDataBytes += UInt64(payload.count)
+            resyncWireBytes += UInt64(payload.count)
             onResyncData(h, payload)
+        case .compressedResyncReply(let h, let size, let compressed):
+            onCompressedResyncData(h, size, compressed)
         case .data(.dataReply, _, _, _):
             fail("protocol error: P_DATA_REPLY without a read request")
         case .data(_, let h, _, let payload):
@@ -28,6 +32,28 @@ extension ReplicationEngine {
             applyPeerWrite(h, size: size, op: .write(offset: h.sector * 512, data: data, fua: h.flags & DataFlags.fua != 0))
         default: break
         }
+    }
+
+    /// LZ4 resync data (a Tandem extension): only if this node offered it, only for a request in
+    /// flight of exactly the stated size (checked before decompressing, so a peer cannot make
+    /// it allocate or write more than it asked for), and it must decompress to that size.
+    mutating func onCompressedResyncData(_ h: DataHeader, _ size: UInt32, _ compressed: [UInt8]) {
+        guard let l = link, l.featureFlags & ConnectionFeatures.lz4Resync != 0 else {
+            fail("protocol error: LZ4 resync data from a peer that did not negotiate it")
+            return
+        }
+        guard let r = resync, !r.isSource, let v = r.inFlight[h.sector], v.size == size else {
+            fail("protocol error: LZ4 resync data of \(size) bytes for sector \(h.sector), which was not requested")
+            return
+        }
+        let data: [UInt8]
+        do { data = try LZ4Block.decompress(compressed, originalSize: Int(size)) } catch {
+            fail("protocol error: LZ4 resync data for sector \(h.sector) does not decompress to \(size) bytes (\(error))")
+            return
+        }
+        resyncDataBytes += UInt64(size)
+        resyncWireBytes += UInt64(compressed.count)
+        onResyncData(h, data)
     }
 
     mutating func applyPeerWrite(_ h: DataHeader, size: UInt32, op: DiskOperation) {

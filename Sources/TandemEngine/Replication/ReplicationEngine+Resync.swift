@@ -381,13 +381,49 @@ extension ReplicationEngine {
     mutating func onResyncReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32, _ blockID: UInt64) {
         guard gen == linkGeneration, link != nil else { return }
         if case .data(let d) = result, d.count == Int(size) {
+            let h = DataHeader(sector: sector, blockID: blockID, seqNum: 0, flags: 0)
+            resyncDataBytes += UInt64(d.count)
             // Counts against max-buffers until it is in the socket buffer.
-            sendTracked(.data(.rsDataReply, DataHeader(sector: sector, blockID: blockID, seqNum: 0, flags: 0), digest: [], payload: d),
-                        .resyncReply(bytes: Int(size), generation: linkGeneration))
+            if let c = compressedForResync(d) {
+                resyncWireBytes += UInt64(c.count)
+                sendTracked(.compressedResyncReply(h, originalSize: size, compressed: c), .resyncReply(bytes: Int(size), generation: linkGeneration))
+            } else {
+                resyncWireBytes += UInt64(d.count)
+                sendTracked(.data(.rsDataReply, h, digest: [], payload: d), .resyncReply(bytes: Int(size), generation: linkGeneration))
+            }
         } else {
             receiveBudget.resyncReplyBytes -= Int(size)
             send(.blockAck(.negRSDReply, BlockAck(sector: sector, blockID: blockID, size: size, seqNum: nextSeq())), .meta)
         }
+    }
+
+    /// The block as LZ4, when the peer decodes it, compression is on (or `auto` and the link is
+    /// the slower part), and it shrinks by at least an eighth; nil to send it as it is.
+    mutating func compressedForResync(_ d: [UInt8]) -> [UInt8]? {
+        guard let l = link, l.featureFlags & ConnectionFeatures.lz4Resync != 0 else { return nil }
+        switch settings.compression {
+        case .off: return nil
+        case .lz4: break
+        case .auto: guard autoCompressing else { return nil }
+        }
+        guard let c = try? LZ4Block.compress(d), c.count <= d.count - d.count / 8 else { return nil }
+        return c
+    }
+
+    /// compression auto, once a second on a resync source: compress while resync data (counted
+    /// before compression) leaves slower than the threshold; the link is then the bottleneck.
+    mutating func compressionAutoTick() {
+        guard settings.compression == .auto, nowMs &- compressionWindow.startMs >= 1000 else { return }
+        let elapsed = nowMs &- compressionWindow.startMs
+        if compressionWindow.bytes > 0 {
+            let rate = compressionWindow.bytes * 1000 / max(elapsed, 1)
+            let compress = rate < settings.autoCompressBelowBytesPerSecond
+            if compress != autoCompressing {
+                autoCompressing = compress
+                log("compression auto: resync data leaves at \(rate / 1_000_000) MB/s: \(compress ? "compressing" : "not compressing")")
+            }
+        }
+        compressionWindow = (nowMs, 0)
     }
 
     mutating func onResyncAck(_ cmd: PacketCommand, _ a: BlockAck) {

@@ -162,7 +162,9 @@ extension ReplicationEngine {
     mutating func onSent(_ token: UInt64) {
         switch sendPurpose.removeValue(forKey: token) {
         case .replicated(let rid): onReplicatedSent(rid)
-        case .resyncReply(let bytes, let gen): if gen == linkGeneration { receiveBudget.resyncReplyBytes -= bytes }
+        case .resyncReply(let bytes, let gen):
+            if gen == linkGeneration { receiveBudget.resyncReplyBytes -= bytes }
+            compressionWindow.bytes += UInt64(bytes)
         case nil: break
         }
     }

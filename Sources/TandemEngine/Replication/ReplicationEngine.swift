@@ -66,6 +66,12 @@ public struct ReplicationEngine: Sendable {
     /// `resync` waiting for the resync to run: its token, the link generation it started
     /// from, and when it gives up waiting for the peer.
     var resyncAdmin: (token: UInt64, generation: UInt64, deadlineMs: UInt64)?
+    /// Resync data moved (either direction) and its size after compression.
+    var resyncDataBytes: UInt64 = 0
+    var resyncWireBytes: UInt64 = 0
+    /// compression auto: whether it compresses now, and the current second's resync bytes.
+    var autoCompressing = true
+    var compressionWindow: (startMs: UInt64, bytes: UInt64) = (0, 0)
     /// pause-sync on this node (user_isp), and the peer's pause (its aftr_isp | user_isp).
     var userPaused = false
     var peerPaused = false
@@ -103,7 +109,8 @@ public struct ReplicationEngine: Sendable {
                      outOfSyncBits: bitmap.setCount, resyncTotalBits: resync?.totalBits ?? 0,
                      wireProtocol: settings.wireProtocol, uuids: persistent, lastError: lastError,
                      writesInFlight: requests.count, writesWaitingForActivityLog: gate.waitingForSlot.count,
-                     activityLogHot: gate.log.hotCount, activityLogHeld: gate.log.pinnedCount, diskError: diskError)
+                     activityLogHot: gate.log.hotCount, activityLogHeld: gate.log.pinnedCount, diskError: diskError,
+                     resyncDataBytes: resyncDataBytes, resyncWireBytes: resyncWireBytes)
     }
 
     var sizeBytes: UInt64 { sizeSectors * 512 }
@@ -294,6 +301,7 @@ struct ReceiveBudget: Sendable {
     /// What a received packet counts: its payload and a fixed overhead.
     static func cost(_ p: Packet) -> Int {
         if case .data(_, _, _, let payload) = p { return payload.count + QueueLimits.packetOverhead }
+        if case .compressedResyncReply(_, let size, _) = p { return Int(size) + QueueLimits.packetOverhead }
         return QueueLimits.packetOverhead
     }
 }
