@@ -94,6 +94,8 @@ public struct ActivityLog: Sendable {
         for u in plan.updates {
             let s = Int(u.slot)
             if let old = slots[s] { slotOfExtent.removeValue(forKey: old) }
+            // An update to `unused` frees the slot (an extent leaving the log without a successor).
+            guard u.extent != ActivityLogTransaction.unused else { slots[s] = nil; continue }
             slots[s] = u.extent
             slotOfExtent[u.extent] = s
             useClock += 1
@@ -113,6 +115,17 @@ public struct ActivityLog: Sendable {
             contextStart = end >= slotCount ? 0 : end
         } while !remaining.isEmpty
         return out
+    }
+
+    /// Plans taking extents out of the log (their slots become unused): the extents must not be
+    /// pinned; as with eviction, their bitmap pages must be durable first.
+    public func planRemoval(_ extents: [UInt32]) -> Plan {
+        var updates: [ActivityLogTransaction.Update] = []
+        for e in extents {
+            guard let s = slotOfExtent[e], pins[e] == nil else { continue }
+            updates.append(.init(slot: UInt16(s), extent: ActivityLogTransaction.unused))
+        }
+        return Plan(updates: updates, evicted: updates.map { slots[Int($0.slot)]! })
     }
 
     /// Marks an extent as having a write in flight (it cannot be evicted). Only a hot extent

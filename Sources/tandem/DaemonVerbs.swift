@@ -52,7 +52,8 @@ struct Up: ParsableCommand {
         }
         try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
         let logPath = "\(runDir)/\(plan.name).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        // The log goes on across restarts (what happened before a crash stays readable).
+        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
         guard let log = FileHandle(forWritingAtPath: logPath) else { throw VerbFailure("cannot write \(logPath)") }
         log.seekToEndOfFile()
         let logStart = log.offsetInFile

@@ -131,8 +131,10 @@ public struct EngineSettings: Sendable, Equatable {
     /// disk al-extents: slots of the activity log. A write holds its extent's slot from the
     /// moment it starts until it can no longer be lost; when every slot is held, writes wait.
     public var alExtents = 1237
-    /// How often changed bitmap pages are written back (ms of the engine's clock).
+    /// How often changed bitmap pages are written back (ms of the engine's clock), and how often
+    /// while a resync runs (so a resync cut short resumes close to where it stopped).
     public var bitmapWritebackMs: UInt64 = 1000
+    public var resyncBitmapWritebackMs: UInt64 = 250
     /// Requests the transfer log holds (in flight or waiting for their epoch's barrier ack);
     /// more wait to start.
     public var transferLogLimit = QueueLimits.transferLog

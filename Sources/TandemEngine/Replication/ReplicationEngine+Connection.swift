@@ -49,6 +49,7 @@ extension ReplicationEngine {
         inbound = InboundState()
         receiveBudget = ReceiveBudget()
         sendPurpose.removeAll()
+        readsWaitingForWrites.removeAll()
         // Requests still waiting for their activity-log extent are not issued yet: they mark
         // their blocks when they are.
         for (id, r) in requests where r.pending == nil {
@@ -79,6 +80,10 @@ extension ReplicationEngine {
     mutating func onTick() {
         bitmapWritebackTick()
         compressionAutoTick()
+        if nowMs &- lastIdleCheckMs >= 1000 {
+            lastIdleCheckMs = nowMs
+            retireIdleExtents()
+        }
         guard var l = link else { return }
         if conn == .ahead, let at = aheadResyncAtMs, nowMs >= at {
             aheadResyncAtMs = nil

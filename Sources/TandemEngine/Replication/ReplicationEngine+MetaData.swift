@@ -28,6 +28,11 @@ struct ActivityLogGate: Sendable {
     var slotsMayHaveFreed = false
     /// When the engine last said in the log that writes wait for a slot.
     var lastWaitLogMs: UInt64?
+    /// When each hot extent was last taken by a write.
+    var lastUsedMs: [UInt32: UInt64] = [:]
+    /// An extent no write took for this long leaves the log (its bits and data made durable
+    /// first), so a crash after a quiet spell resyncs only what was written recently.
+    static let idleMs: UInt64 = 10_000
 }
 
 /// Meta-data as the engine owns it (DRBD's rules, reference §4): a request's activity-log
@@ -141,7 +146,8 @@ extension ReplicationEngine {
 
     /// The periodic writeback, from the tick.
     mutating func bitmapWritebackTick() {
-        guard !bitmap.dirtyPages.isEmpty, nowMs &- lastBitmapWritebackMs >= settings.bitmapWritebackMs else { return }
+        let interval = resync != nil ? min(settings.resyncBitmapWritebackMs, settings.bitmapWritebackMs) : settings.bitmapWritebackMs
+        guard !bitmap.dirtyPages.isEmpty, nowMs &- lastBitmapWritebackMs >= interval else { return }
         let queued = lane.queue.contains { if case .bitmapPages = $0.op { true } else { false } }
         if !queued { writeBackBitmap() }
     }
@@ -188,11 +194,29 @@ extension ReplicationEngine {
             var last: UInt64 = 0
             for t in gate.log.commit(plan) { last = enqueueMeta(.activityLog(t)) }
             for u in plan.updates { gate.durableAt[u.extent] = last }
+            for ev in plan.evicted { gate.lastUsedMs[ev] = nil }
         }
         gate.log.pin(e)
+        gate.lastUsedMs[e] = nowMs
         requests[rid]?.holdsExtent = true
         if let seq = gate.durableAt[e] { gate.waitingForTransaction.append((rid, seq)) } else { issue(rid) }
         return true
+    }
+
+    /// Once a second: extents no write took for `idleMs` leave the log, in one transaction after
+    /// their bitmap pages and the data are durable (as an eviction). Not while writes wait for
+    /// slots (they take them) or other meta-data writes are queued.
+    mutating func retireIdleExtents() {
+        guard disk > .diskless, lane.idle, gate.waitingForSlot.isEmpty else { return }
+        let idle = gate.log.hotExtents.filter { e in
+            !gate.log.isPinned(e) && gate.durableAt[e] == nil && nowMs &- (gate.lastUsedMs[e] ?? 0) >= ActivityLogGate.idleMs
+        }.prefix(ActivityLogTransaction.updatesPerTransaction)
+        guard !idle.isEmpty else { return }
+        let plan = gate.log.planRemoval(Array(idle))
+        guard !plan.isEmpty else { return }
+        writeBackBitmap(pages: Set(plan.evicted.map { OutOfSyncBitmap.page(ofExtent: $0) }), flushData: true)
+        for t in gate.log.commit(plan) { enqueueMeta(.activityLog(t)) }
+        for e in plan.evicted { gate.lastUsedMs[e] = nil }
     }
 
     /// Gives the waiting requests the slots that freed up, in arrival order.

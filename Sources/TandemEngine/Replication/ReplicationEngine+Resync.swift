@@ -367,8 +367,12 @@ extension ReplicationEngine {
         switch cmd {
         case .rsDataRequest where disk == .upToDate:
             receiveBudget.resyncReplyBytes += Int(r.size)
-            diskOp(.read(offset: offset, length: Int(r.size)),
-                   .resyncRead(generation: linkGeneration, sector: r.sector, size: r.size, blockID: r.blockID))
+            if localWritesCover(sector: r.sector, size: r.size) {
+                readsWaitingForWrites.append((r.sector, r.size, r.blockID))
+            } else {
+                diskOp(.read(offset: offset, length: Int(r.size)),
+                       .resyncRead(generation: linkGeneration, sector: r.sector, size: r.size, blockID: r.blockID))
+            }
         case .rsDataRequest, .rsThinRequest, .csumRSRequest, .ovRequest:
             send(.blockAck(.negRSDReply, BlockAck(sector: r.sector, blockID: r.blockID, size: r.size, seqNum: nextSeq())), .meta)
         case .dataRequest:
@@ -376,6 +380,23 @@ extension ReplicationEngine {
         default:
             fail("unsupported \(cmd) from peer")
         }
+    }
+
+    func localWritesCover(sector: UInt64, size: UInt32) -> Bool {
+        guard !localWriteBlocks.isEmpty else { return false }
+        return (sector / 8..<(sector / 8 + (UInt64(size) + 4095) / 4096)).contains { localWriteBlocks[$0] != nil }
+    }
+
+    /// Resync reads whose blocks no local write is writing any more go to the disk, in order.
+    mutating func startWaitingResyncReads() {
+        guard link != nil else { readsWaitingForWrites.removeAll(); return }
+        var still: [(sector: UInt64, size: UInt32, blockID: UInt64)] = []
+        for w in readsWaitingForWrites {
+            if localWritesCover(sector: w.sector, size: w.size) { still.append(w); continue }
+            diskOp(.read(offset: w.sector * 512, length: Int(w.size)),
+                   .resyncRead(generation: linkGeneration, sector: w.sector, size: w.size, blockID: w.blockID))
+        }
+        readsWaitingForWrites = still
     }
 
     mutating func onResyncReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32, _ blockID: UInt64) {

@@ -112,6 +112,7 @@ extension ReplicationEngine {
                 send(.blockDescriptor(.outOfSync, BlockDescriptor(sector: offset / 512, size: UInt32(length))))
             }
         }
+        for b in offset / 4096..<(offset + length + 4095) / 4096 { localWriteBlocks[b, default: 0] += 1 }
         switch op {
         case .write(let data, let fua):
             diskOp(.write(offset: offset, data: data, fua: fua), .appWrite(request: rid))
@@ -188,6 +189,10 @@ extension ReplicationEngine {
 
     mutating func onAppWriteDone(_ rid: UInt64, _ result: DiskResult) {
         guard var r = requests[rid] else { return }
+        for b in r.offset / 4096..<(r.offset + r.length + 4095) / 4096 {
+            if let n = localWriteBlocks[b] { localWriteBlocks[b] = n > 1 ? n - 1 : nil }
+        }
+        if !readsWaitingForWrites.isEmpty { startWaitingResyncReads() }
         r.localDone = true
         if case .failed(let why) = result { r.localError = why }
         requests[rid] = r

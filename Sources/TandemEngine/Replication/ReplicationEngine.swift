@@ -52,6 +52,11 @@ public struct ReplicationEngine: Sendable {
     var sendPurpose: [UInt64: SendPurpose] = [:]
     /// max-buffers: what the peer sent that this node has not finished with.
     var receiveBudget = ReceiveBudget()
+    /// Local application writes in flight, per 4 KiB block, and resync reads that wait for them:
+    /// a resync read must not overtake a write issued before it (reads run in parallel, and a
+    /// write the peer never got as P_DATA, made while Ahead or disconnected, would be lost).
+    var localWriteBlocks: [UInt64: Int] = [:]
+    var readsWaitingForWrites: [(sector: UInt64, size: UInt32, blockID: UInt64)] = []
     /// Requests in the transfer log (started: waiting for their extent or issued, not yet
     /// retired), and those waiting because it is full.
     var loggedRequests = 0
@@ -82,6 +87,7 @@ public struct ReplicationEngine: Sendable {
     /// Bitmap pages with bits cleared since they were last written.
     var clearedPages: Set<Int> = []
     var lastBitmapWritebackMs: UInt64 = 0
+    var lastIdleCheckMs: UInt64 = 0
     /// Broken invariants seen (release builds go on after dropping the connection).
     public internal(set) var violations = 0
     /// Flushes issued to complete a received epoch (for the simulation's write-ordering checks).
