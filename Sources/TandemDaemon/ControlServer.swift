@@ -81,6 +81,15 @@ final class ControlHandler: ChannelInboundHandler, @unchecked Sendable {
         case "resync": d.admin(.resync, done: reply)
         case "pause-sync": d.admin(.pauseSync, done: reply)
         case "resume-sync": d.admin(.resumeSync, done: reply)
+        case "verify":
+            var start: UInt64?
+            if let v = obj["start-sector"] {
+                guard let n = v as? Int, n >= 0 else { send(context, ["ok": false, "error": "start-sector must be a sector number"]); return }
+                start = UInt64(n)
+            }
+            d.admin(.verify(startSector: start), done: reply)
+        case "invalidate": d.admin(.invalidate, done: reply)
+        case "invalidate-remote": d.admin(.invalidateRemote, done: reply)
         case "down": d.shutdown(done: reply)
         case "events":
             let id = ObjectIdentifier(context.channel)

@@ -117,7 +117,11 @@ public final class NodeDaemon: @unchecked Sendable {
         control = try ControlServer(group: group, path: controlPath, daemon: self)
         try "\(getpid())\n".write(toFile: pidPath, atomically: true, encoding: .utf8)
         try loop.submit {
+            // The engine leaves StandAlone before the transport takes a connection: a peer
+            // that connects while the engine is StandAlone would be dropped, and the transport
+            // disabled with it.
             self.feed(.admin(token: 0, .connect))
+            self.transport.enable()
             self.loop.scheduleRepeatedTask(initialDelay: .milliseconds(20), delay: .milliseconds(20)) { _ in
                 self.feed(.tick(nowMs: self.monotonicMs))
             }
@@ -248,13 +252,16 @@ public final class NodeDaemon: @unchecked Sendable {
 
     func periodic() {
         let st = engine.status
-        if st.connection.isSyncing {
+        let verifying = st.connection == .verifyS || st.connection == .verifyT
+        if st.connection.isSyncing || verifying {
+            // A resync counts down the bits left; a verify counts up the blocks verified.
+            let left = verifying ? st.verifyTotalBits &- st.verifyDoneBits : st.outOfSyncBits
             let now = Date()
-            if let s = rateSample, s.bits >= st.outOfSyncBits {
+            if let s = rateSample, s.bits >= left {
                 let dt = now.timeIntervalSince(s.time)
-                if dt > 0 { syncRate = Double(s.bits - st.outOfSyncBits) * 4096 / dt }
+                if dt > 0 { syncRate = Double(s.bits - left) * 4096 / dt }
             }
-            rateSample = (now, st.outOfSyncBits)
+            rateSample = (now, left)
             publish("progress")
         } else {
             rateSample = nil; syncRate = nil

@@ -5,7 +5,8 @@ import TandemCodecs
 /// when it is not. Options not listed here are honoured with every value the grammar allows
 /// (protocol, timeouts, the resync controller, max-buffers, max-epoch-size, al-extents,
 /// sndbuf-size, rcvbuf-size, connect-int, ...), or change nothing that Tandem does
-/// (disable-write-same, tcp-cork, use-rle, verify-alg: compared with the peer's).
+/// (disable-write-same, tcp-cork, use-rle). verify-alg and csums-alg must name a digest this
+/// build has and match the peer's.
 enum OptionSupport {
     struct Rule: Sendable {
         var section: String
@@ -44,8 +45,6 @@ enum OptionSupport {
              reason: "of the split-brain policies only disconnect is supported (resolve with discard-my-data)"),
         Rule(section: "net", name: "always-asbp", honoured: only(nil, "no"), reason: "split-brain policies apply only as disconnect"),
         Rule(section: "net", name: "rr-conflict", honoured: only(nil, "disconnect"), reason: "only disconnect is supported"),
-        Rule(section: "net", name: "csums-alg", honoured: only(nil, ""), reason: "checksum-based resync is not supported yet"),
-        Rule(section: "net", name: "csums-after-crash-only", honoured: only(nil, "no"), reason: "checksum-based resync is not supported yet"),
         Rule(section: "net", name: "data-integrity-alg", honoured: only(nil, ""), reason: "data integrity digests are not supported yet"),
         Rule(section: "net", name: "socket-check-timeout", honoured: only(nil, "0"), reason: "it is not supported"),
         Rule(section: "options", name: "cpu-mask", honoured: only(nil, ""), reason: "CPU pinning is not supported"),

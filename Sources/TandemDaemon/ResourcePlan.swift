@@ -109,6 +109,10 @@ public struct ResourcePlan: Sendable {
         st.discardMyData = v("discard-my-data", "net") == "yes"
         st.verifyAlg = v("verify-alg", "net") ?? ""
         st.csumsAlg = v("csums-alg", "net") ?? ""
+        for (name, alg) in [("verify-alg", st.verifyAlg), ("csums-alg", st.csumsAlg)] where !alg.isEmpty {
+            do { _ = try DigestAlgorithm(named: alg) } catch { throw ConfigError(nil, "\(r.name): \(name) \(alg): \(error)") }
+        }
+        st.csumsAfterCrashOnly = v("csums-after-crash-only", "net") == "yes"
         st.resyncRateKiB = UInt32(Self.kib(v("resync-rate", "disk")) ?? 250)
         st.cPlanAhead = UInt32(v("c-plan-ahead", "disk").flatMap { UInt32($0) } ?? 20)
         st.cDelayTarget = UInt32(v("c-delay-target", "disk").flatMap { UInt32($0) } ?? 10)

@@ -22,14 +22,21 @@ public struct StatusReport: Sendable {
 
     /// Percentage of the resync done, when one runs.
     public var done: Double? {
+        if isVerifying {
+            guard status.verifyTotalBits > 0 else { return 100 }
+            return 100.0 * Double(min(status.verifyDoneBits, status.verifyTotalBits)) / Double(status.verifyTotalBits)
+        }
         guard status.connection.isSyncing || [.wfBitMapS, .wfBitMapT, .wfSyncUUID].contains(status.connection),
               status.resyncTotalBits > 0 else { return nil }
         let left = min(status.outOfSyncBits, status.resyncTotalBits)
         return 100.0 * Double(status.resyncTotalBits - left) / Double(status.resyncTotalBits)
     }
 
+    var isVerifying: Bool { status.connection == .verifyS || status.connection == .verifyT }
+
     public var etaSeconds: Double? {
         guard done != nil, let r = syncRate, r > 0 else { return nil }
+        if isVerifying { return Double(status.verifyTotalBits &- status.verifyDoneBits) * 4096 / r }
         return Double(outOfSyncKiB * 1024) / r
     }
 
@@ -48,8 +55,16 @@ public struct StatusReport: Sendable {
         ]
         if let d = done {
             o["done"] = (d * 100).rounded() / 100
-            o["resync-total-kib"] = status.resyncTotalBits * 4
+            if !isVerifying { o["resync-total-kib"] = status.resyncTotalBits * 4 }
         }
+        if status.resyncSameBytes > 0 { o["resync-same-kib"] = status.resyncSameBytes / 1024 }
+        // The verify running, else the last one: KiB to verify, verified, found out of sync.
+        if status.verifyTotalBits > 0 || isVerifying {
+            o["verify-total-kib"] = status.verifyTotalBits * 4
+            o["verify-done-kib"] = status.verifyDoneBits * 4
+            o["verify-found-kib"] = status.verifyFoundBits * 4
+        }
+        if let s = status.verifyResumeSector { o["verify-resume-sector"] = s }
         if let r = syncRate { o["sync-rate-kib"] = Int(r / 1024) }
         if let e = etaSeconds { o["eta-seconds"] = Int(e.rounded(.up)) }
         if let e = lastError ?? status.lastError { o["last-error"] = e }

@@ -4,7 +4,7 @@ import ArgumentParser
 /// in --help so operators see the whole surface, and each says plainly that it is not there.
 enum PlannedVerb {
     static let all: [ParsableCommand.Type] = [
-        Invalidate.self, InvalidateRemote.self, Verify.self, Restore.self, Snapshot.self,
+        Restore.self, Snapshot.self,
     ]
 }
 
@@ -22,21 +22,6 @@ extension PlannedCommand {
         let verb = Self.configuration.commandName ?? "this verb"
         throw VerbFailure("'\(verb)' is planned but not available in this build yet")
     }
-}
-
-struct Invalidate: PlannedCommand {
-    static let configuration = CommandConfiguration(commandName: "invalidate", abstract: "(planned) Mark the local data out of sync; resync from the peer.")
-    @OptionGroup var arguments: PlannedArguments
-}
-
-struct InvalidateRemote: PlannedCommand {
-    static let configuration = CommandConfiguration(commandName: "invalidate-remote", abstract: "(planned) Mark the peer's data out of sync; resync to it.")
-    @OptionGroup var arguments: PlannedArguments
-}
-
-struct Verify: PlannedCommand {
-    static let configuration = CommandConfiguration(commandName: "verify", abstract: "(planned) Online verify against the peer.")
-    @OptionGroup var arguments: PlannedArguments
 }
 
 struct Restore: PlannedCommand {

@@ -58,6 +58,25 @@ struct SyncProgress {
         }
     }
 
+    /// Follows a verify until the node is back to Connected; returns the last status.
+    func waitUntilVerified() throws -> [String: Any] {
+        var drew = false
+        defer { if drew { print("") } }
+        while true {
+            let s = try arguments.client().request(["verb": "status"])
+            let conn = s["connection"] as? String ?? "?"
+            if conn != "VerifyS" && conn != "VerifyT" {
+                if conn == "Connected" {
+                    if drew { draw(s, final: true) }
+                    return s
+                }
+                throw VerbFailure("\(arguments.resource): the verify stopped: \(s["last-error"] as? String ?? conn)")
+            }
+            if terminal { draw(s, final: false); drew = true }
+            usleep(200_000)
+        }
+    }
+
     /// One line, redrawn in place: bar, done %, done/total, rate, ETA, state.
     func draw(_ s: [String: Any], final: Bool) {
         let done = final ? 100.0 : (s["done"] as? Double ?? 0)
@@ -66,7 +85,10 @@ struct SyncProgress {
         let width = 30
         let filled = Int(done / 100 * Double(width))
         var line = "\r[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "]"
-        if total > 0 {
+        if let vt = s["verify-total-kib"] as? Int, let vd = s["verify-done-kib"] as? Int, s["resync-total-kib"] == nil {
+            line += String(format: " %5.1f%%  %.1f/%.1f MiB verified, %.1f MiB out of sync", done, Double(vd) / 1024,
+                           Double(vt) / 1024, Double(s["verify-found-kib"] as? Int ?? 0) / 1024)
+        } else if total > 0 {
             line += String(format: " %5.1f%%  %.1f/%.1f MiB", done, final ? total : max(0, total - oos), total)
         } else {
             line += String(format: " %5.1f%%  %.1f MiB left", done, final ? 0 : oos)

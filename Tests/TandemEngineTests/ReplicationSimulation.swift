@@ -270,6 +270,23 @@ struct ReplicationSimulation {
     /// Tracked packets handed to the simulated socket, reported back on a later step.
     var sentReports: [[UInt64]] = [[], []]
     var orderChecks = 0
+    /// Online verify: blocks changed behind the engines' backs on node 1's disk (one seed in
+    /// six), the node running the verify and the bits it had set when it started, whether a
+    /// resync must mend what it found, and the verifies checked.
+    let verifySeed: Bool
+    var corrupted: Set<UInt64> = []
+    var verifySource: Int?
+    var bitsBeforeVerify: Set<UInt64> = []
+    var corruptedAtStart: Set<UInt64> = []
+    var verifyDoneLogs = [0, 0]
+    var verifiesDone = [0, 0]
+    var resyncAfterVerify = false
+    var verifiesChecked = 0
+    /// Admin commands answered (token: the error, empty if none), and the verify's token.
+    var adminResults: [UInt64: String] = [:]
+    var verifyToken: UInt64 = 0
+    /// invalidate (node 1) or invalidate-remote (node 0) at step 400, one seed in ten.
+    let invalidateSeed: Bool
 
     init(seed: UInt64) {
         self.seed = seed
@@ -286,6 +303,11 @@ struct ReplicationSimulation {
         settings.alExtents = 2 + Int(seed / 13 % 2)
         settings.bitmapWritebackMs = 500
         settings.compression = [CompressionMode.lz4, .auto, .off][Int(seed / 19 % 3)]
+        settings.verifyAlg = "crc32c"
+        // A third of the seeds compare digests before resyncing (csums-alg).
+        settings.csumsAlg = seed / 23 % 3 == 0 ? "crc32c" : ""
+        verifySeed = seed % 12 == 5 || seed % 12 == 10
+        invalidateSeed = seed % 20 == 7 || seed % 20 == 14
         // Half the protocol A seeds pull ahead when 16 KiB are unacknowledged (Ahead/Behind),
         // a quarter disconnect then.
         if wireProtocol == 1 && seed / 17 % 4 != 3 {
@@ -344,8 +366,12 @@ struct ReplicationSimulation {
                 }
             }
         case .dropLink: cut(initiator: n)
-        case .adminDone(_, let err): if let err { log.append("admin on \(n): \(err)") }
-        case .log(let s): log.append("[\(n)] \(s)")
+        case .adminDone(let token, let err):
+            adminResults[token] = err ?? ""
+            if let err { log.append("admin on \(n): \(err)") }
+        case .log(let s):
+            if s.hasPrefix("Online verify done") { verifiesDone[n] += 1 }
+            log.append("[\(n)] \(s)")
         }
     }
 
@@ -389,6 +415,7 @@ struct ReplicationSimulation {
     mutating func crash(_ n: Int) throws {
         let wasPrimary = nodes[n].engine.status.role == .primary
         nodes[n].disk.crash(&rng)
+        if verifySource == n { verifySource = nil }  // its answer died with it
         sentReports[n] = []  // the process is gone (and a new engine numbers requests anew)
         if n != primaryIndex || !wasPrimary { try checkWriteOrder(nodes[n].disk.durable, touched: nodes[n].disk.touched) }
         cut(initiator: n)
@@ -516,7 +543,75 @@ struct ReplicationSimulation {
             }
             for n in 0..<2 { try feed(n, .tick(nowMs: nowMs)) }
         }
+        try driveVerify()
         try checkNothingDiffersUnmarked()
+    }
+
+    /// Blocks changed on node 1's disk behind the engines' backs are found by a verify started
+    /// before the first of them on either node: exactly those that still differ are marked, no other; then
+    /// a resync on the primary mends them.
+    mutating func driveVerify() throws {
+        guard !corrupted.isEmpty || verifySource != nil || resyncAfterVerify else { return }
+        if let n = verifySource {
+            let st = nodes[n].engine.status
+            if st.connection == .verifyS || adminResults[verifyToken] == nil { return }
+            let doneLogs = verifiesDone[n]
+            verifySource = nil
+            guard doneLogs > verifyDoneLogs[n] else { return }  // cut short: another verify later
+            verifyDoneLogs[n] = doneLogs
+            verifiesChecked += 1
+            let a = nodes[0].disk.volatile, b = nodes[1].disk.volatile
+            // Blocks changed while it ran may be found or not; those changed before must be.
+            for blk in corruptedAtStart where (Int(blk) * 8..<Int(blk) * 8 + 8).contains(where: { a[$0] != b[$0] }) {
+                guard nodes[n].engine.bitmap.isSet(blk) else {
+                    throw SimFailure(description: "verify on node \(n) missed block \(blk), changed behind its back")
+                }
+            }
+            for blk in 0..<nodes[n].engine.bitmap.bitCount where nodes[n].engine.bitmap.isSet(blk) {
+                if !corrupted.contains(blk) && !bitsBeforeVerify.contains(blk) {
+                    throw SimFailure(description: "verify on node \(n) marked block \(blk), which nothing changed behind its back")
+                }
+            }
+            corrupted = corrupted.filter { !corruptedAtStart.contains($0) && !nodes[n].engine.bitmap.isSet($0) }
+            resyncAfterVerify = true
+            return
+        }
+        let s0 = nodes[0].engine.status, s1 = nodes[1].engine.status
+        let idle = linkUp && s0.connection == .connected && s1.connection == .connected && s0.disk == .upToDate && s1.disk == .upToDate
+        if resyncAfterVerify && idle && rng.chance(0.05) {
+            let p = s0.role == .primary ? 0 : (s1.role == .primary ? 1 : 0)
+            resyncAfterVerify = false
+            try feed(p, .admin(token: adminToken, .resync))
+            log.append("resync on node \(p) after the verify")
+            return
+        }
+        if !corrupted.isEmpty && idle && rng.chance(0.02) {
+            let n = Int(rng.next() % 2)
+            bitsBeforeVerify = Set((0..<nodes[n].engine.bitmap.bitCount).filter { nodes[n].engine.bitmap.isSet($0) })
+            adminToken += 1
+            verifyToken = adminToken
+            corruptedAtStart = corrupted
+            verifySource = n
+            // From a little before the first changed block (verify --start), so runs stay short.
+            let start = corrupted.min()!.subtractingReportingOverflow(rng.next() % 64)
+            try feed(n, .admin(token: verifyToken, .verify(startSector: start.overflow ? 0 : start.partialValue * 8)))
+            log.append("verify on node \(n) with \(corrupted.count) blocks changed behind its back")
+        }
+    }
+
+    /// Changes a 4 KiB block of node 1's disk (both its cache and what is durable) as a fault
+    /// below the engine would: one of the last 256, where the write load also goes, so the
+    /// verify from a little before it stays short (a verify step costs as much as a resync's).
+    mutating func corruptBlock() {
+        let blk = UInt64(Self.sectors / 8) - 1 - rng.next() % 256
+        for s in Int(blk) * 8..<Int(blk) * 8 + 8 {
+            let v = 0xBAD0_0000_0000 &+ nextStamp
+            nextStamp += 1
+            nodes[1].disk.volatile[s] = v
+            nodes[1].disk.durable[s] = v
+        }
+        corrupted.insert(blk)
+        genBase = nil  // the write-order oracle starts again from a clean point
     }
 
     /// Whenever both nodes are Connected and UpToDate with nothing in flight, every sector that
@@ -536,6 +631,7 @@ struct ReplicationSimulation {
         let a = nodes[0].disk.volatile, b = nodes[1].disk.volatile
         for i in 0..<a.count where a[i] != b[i] {
             let block = UInt64(i / 8)
+            if corrupted.contains(block) { continue }  // a verify is to find it
             if !nodes[0].engine.bitmap.isSet(block) && !nodes[1].engine.bitmap.isSet(block) {
                 throw SimFailure(description: "silent divergence: sector \(i) holds \(a[i]) on node 0 and \(b[i]) on node 1, and neither marks block \(block) out of sync")
             }
@@ -550,6 +646,10 @@ struct ReplicationSimulation {
         for i in 0..<steps {
             // Promote node 0 (retried: a cut may lose the state-change request).
             if nodes[0].engine.status.role == .primary { promoted = true }
+            if verifySeed && (i == 300 || i == 310) { corruptBlock() }
+            if invalidateSeed && i == 400 {
+                try feed(seed / 10 % 2 == 0 ? 1 : 0, .admin(token: adminToken, seed / 10 % 2 == 0 ? .invalidate : .invalidateRemote))
+            }
             if i > 20 && i % 25 == 0 && nodes[0].engine.status.role != .primary {
                 try feed(0, .admin(token: adminToken, .primary(force: !promoted)))
             }
@@ -562,7 +662,7 @@ struct ReplicationSimulation {
             try step(workload: false)
             let s0 = nodes[0].engine.status, s1 = nodes[1].engine.status
             if linkUp && s0.connection == .connected && s1.connection == .connected && s0.disk == .upToDate
-                && s1.disk == .upToDate && outstanding.isEmpty && queues.allSatisfy({ $0.values.allSatisfy(\.isEmpty) })
+                && s1.disk == .upToDate && corrupted.isEmpty && verifySource == nil && !resyncAfterVerify && outstanding.isEmpty && queues.allSatisfy({ $0.values.allSatisfy(\.isEmpty) })
                 && nodes.allSatisfy({ $0.disk.queue.isEmpty }) {
                 break
             }

@@ -14,7 +14,7 @@ import Testing
         guard !seeds.isEmpty else { return }
         var failures: [String] = []
         var totals = (orderChecks: 0, divergenceChecks: 0, alWaits: 0, versions: Set<Int>(), aheadResyncs: 0, readPauses: 0,
-                      congestionDisconnects: 0, compressedResyncs: 0)
+                      congestionDisconnects: 0, compressedResyncs: 0, verifies: 0, csumsInSync: 0, invalidates: 0)
         var unresolvable = 0
         for seed in seeds {
             var sim = ReplicationSimulation(seed: seed)
@@ -48,6 +48,9 @@ import Testing
             totals.readPauses += sim.readPauses
             totals.congestionDisconnects += sim.log.filter { $0.contains("on-congestion disconnect") }.count
             if sim.nodes.contains(where: { $0.engine.status.resyncWireBytes < $0.engine.status.resyncDataBytes }) { totals.compressedResyncs += 1 }
+            totals.verifies += sim.verifiesChecked
+            if sim.nodes.contains(where: { $0.engine.status.resyncSameBytes > 0 }) { totals.csumsInSync += 1 }
+            totals.invalidates += sim.log.filter { $0.contains("every block out of sync, full resync") }.count
         }
         #expect(failures.isEmpty, "replay with TANDEM_SIM_SEED=<seed>:\n\(failures.joined(separator: "\n"))")
         // The checks ran at all: a run that never checked write order or divergence, or in
@@ -62,6 +65,9 @@ import Testing
             #expect(totals.readPauses > 0, "no receiver ever stopped reading (max-buffers)")
             #expect(totals.congestionDisconnects > 0, "no run disconnected on congestion")
             #expect(totals.compressedResyncs > 0, "no resync data went LZ4-compressed")
+            #expect(totals.verifies > 0, "no verify ran to its end and was checked")
+            #expect(totals.csumsInSync > 0, "no resync found a block in sync by its digest")
+            #expect(totals.invalidates > 0, "no invalidate or invalidate-remote ran")
         }
     }
 }

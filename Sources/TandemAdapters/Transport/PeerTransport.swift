@@ -78,7 +78,8 @@ public final class PeerTransport: @unchecked Sendable {
 
     public var isConnected: Bool { isEstablished }
 
-    /// Listens and starts connecting. Call on the loop.
+    /// Listens; connections are taken and made only once `enable` is called (until then an
+    /// accepted connection is closed at its first packet and the peer retries).
     public func start() throws {
         var bootstrap = ServerBootstrap(group: loop)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -93,7 +94,6 @@ public final class PeerTransport: @unchecked Sendable {
                 ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(self.makeHandler(ch)) }
             }
         listener = try bootstrap.bind(host: me.host, port: me.port).wait()
-        loop.execute { self.enable() }
     }
 
     /// (Re)starts connection attempts: `connect`.

@@ -130,6 +130,9 @@ public struct BlockRequest: Sendable, Equatable {
     }
     /// ID_SYNCER: the block_id of resync and verify traffic.
     public static let syncerID: UInt64 = .max
+    /// P_OV_RESULT's block_id: the block was found in sync (ID_IN_SYNC) or not (ID_OUT_OF_SYNC).
+    public static let inSyncID: UInt64 = 4711
+    public static let outOfSyncID: UInt64 = 4712
 }
 
 /// p_block_ack: every per-request ack on the meta socket.

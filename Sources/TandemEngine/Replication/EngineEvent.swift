@@ -46,6 +46,13 @@ public enum AdminCommand: Sendable, Equatable {
     /// drbdadm's pause-sync / resume-sync (the user_isp flag).
     case pauseSync
     case resumeSync
+    /// `verify [--start SECTOR]`: online verify from that sector (default: where the last one
+    /// stopped, else the start), as VerifyS.
+    case verify(startSector: UInt64?)
+    /// `invalidate`: this node's data is marked bad and resyncs from the peer.
+    case invalidate
+    /// `invalidate-remote`: the peer's data is marked bad and resyncs from this node.
+    case invalidateRemote
 }
 
 /// A disk operation on the backing device's data area (offsets in bytes). Writes, zeroes and
@@ -110,6 +117,8 @@ public struct EngineSettings: Sendable, Equatable {
     public var afterSB0p: UInt32 = 0, afterSB1p: UInt32 = 0, afterSB2p: UInt32 = 0
     public var discardMyData = false
     public var verifyAlg = "", csumsAlg = "", integrityAlg = ""
+    /// csums-after-crash-only: digests are compared only in the resync after a crashed primary.
+    public var csumsAfterCrashOnly = false
     public var resyncRateKiB: UInt32 = 250
     public var cPlanAhead: UInt32 = 20, cDelayTarget: UInt32 = 10, cFillTarget: UInt32 = 100
     public var cMaxRateKiB: UInt32 = 102_400
@@ -200,4 +209,12 @@ public struct EngineStatus: Sendable, Equatable {
     /// packets after compression.
     public var resyncDataBytes: UInt64 = 0
     public var resyncWireBytes: UInt64 = 0
+    /// csums-alg: resync data found identical by its digest, so not sent.
+    public var resyncSameBytes: UInt64 = 0
+    /// The online verify running (or the last one): blocks to verify, verified, found out of
+    /// sync; and the sector the next one starts at when the last was cut short.
+    public var verifyTotalBits: UInt64 = 0
+    public var verifyDoneBits: UInt64 = 0
+    public var verifyFoundBits: UInt64 = 0
+    public var verifyResumeSector: UInt64?
 }

@@ -45,11 +45,14 @@ extension ReplicationEngine {
         peerDisk = .dUnknown
         peerPaused = false
         resync = nil
+        verifyLinkLost()
+        startingSyncDurableAt = nil
+        pendingSyncUUID = nil
         bitmapReceive = BitmapReceive()
         inbound = InboundState()
         receiveBudget = ReceiveBudget()
         sendPurpose.removeAll()
-        readsWaitingForWrites.removeAll()
+        dropWaitingReads()
         // Requests still waiting for their activity-log extent are not issued yet: they mark
         // their blocks when they are.
         for (id, r) in requests where r.pending == nil {
@@ -107,12 +110,13 @@ extension ReplicationEngine {
             return
         }
         resyncTick()
+        verifyTick()
     }
 
     mutating func onPacket(_ p: Packet, _ socket: Socket) {
         guard link != nil else { return }
         link?.lastReceiveMs = nowMs
-        if socket == .data && (inbound.closing != nil || !inbound.queued.isEmpty) {
+        if socket == .data && (inbound.closing != nil || inbound.waitingForRead || !inbound.queued.isEmpty) {
             guard inbound.queued.count < QueueLimits.packetsBehindBarrier else {
                 fail("protocol error: the peer sent more than \(QueueLimits.packetsBehindBarrier) packets behind a barrier")
                 return
@@ -153,7 +157,7 @@ extension ReplicationEngine {
         case .barrierAck(let n, let count): onBarrierAck(n, count)
         case .bitmap, .compressedBitmap: receiveBitmap(p)
         case .syncUUID(let u): onSyncUUID(u)
-        case .blockRequest(let cmd, let r, _): onBlockRequest(cmd, r)
+        case .blockRequest(let cmd, let r, let digest): onBlockRequest(cmd, r, digest: digest)
         case .blockDescriptor(let cmd, let d):
             if cmd == .outOfSync { setBits(offset: d.sector * 512, length: UInt64(d.size)) }
             else { fail("unsupported \(cmd) from peer") }
@@ -219,9 +223,14 @@ extension ReplicationEngine {
             let peerStartsSync = [.startingSyncS, .startingSyncT, .wfBitMapS, .wfBitMapT].contains(c)
             let considerResync = (disk == .inconsistent && d == .upToDate && oldPeerDisk != .upToDate)
                 || (disk == .upToDate && d == .inconsistent && c == .connected && oldPeerDisk != .inconsistent && role == .primary)
-            if peerStartsSync || considerResync { syncHandshake() }
+            // Our own invalidate's request is out: its reply, not this state, starts the sync.
+            let invalidating = pendingAdmin.map { $0.command == .invalidate || $0.command == .invalidateRemote } ?? false
+            if (peerStartsSync || considerResync) && !invalidating { syncHandshake() }
         case .syncSource, .pausedSyncS:
             if c == .connected && d == .upToDate { finishResyncAsSource() }
+        case .verifyT:
+            // The VerifyS node ended the verify (or stopped it early).
+            if c == .connected { finishVerify() }
         default: break
         }
     }
@@ -306,25 +315,73 @@ extension ReplicationEngine {
             if wanted == .primary && role == .primary { rc = -1 }  // SS_TWO_PRIMARIES
             else if let wanted { peerRole = wanted }
         }
-        if mask & StateWord.connMask != 0 && rc == 1 {
+        // The peer's conn value in its own view: StartingSyncS there is StartingSyncT here.
+        var enter: ConnectionState?
+        if mask & StateWord.connMask != 0 && rc == 1 && pendingAdmin != nil && link?.resolveConflicts == true {
+            // Both asked at once: as DRBD, the node that resolves conflicts refuses the peer's
+            // (SS_CONCURRENT_ST_CHG), the other grants this one's and learns its own failed.
+            rc = -19
+        } else if mask & StateWord.connMask != 0 && rc == 1 {
             let c = ConnectionState(rawValue: (value & StateWord.connMask) >> 4)
-            if c == .startingSyncS || c == .startingSyncT || c == .verifyS {
-                rc = -17  // SS_NOT_SUPPORTED: invalidate/verify requests are later issues
+            switch c {
+            case .verifyS:
+                // SS_NO_VERIFY_ALG -14, SS_NEED_CONNECTION -15 (DRBD's codes), SS_NO_UP_TO_DATE_DISK -2.
+                if settings.verifyAlg.isEmpty { rc = -14 }
+                else if conn != .connected || link == nil { rc = -15 }
+                else if disk != .upToDate || peerDisk != .upToDate { rc = -2 }
+                else { enter = .verifyT }
+            case .startingSyncT:
+                // invalidate on the peer: this node becomes the source of a full resync.
+                if conn != .connected { rc = -15 }
+                else if disk != .upToDate { rc = -2 }
+                else { enter = .startingSyncS }
+            case .startingSyncS:
+                // invalidate-remote on the peer: this node's data is resynced whole from it.
+                if conn != .connected { rc = -15 }
+                else if role == .primary {
+                    // A Primary whose disk turns Inconsistent would have to read from the
+                    // peer, which Tandem does not do yet.
+                    log("refused the peer's invalidate-remote: this node is Primary")
+                    rc = -17
+                } else { enter = .startingSyncT }
+            default: break
             }
         }
         send(.stateChangeReply(retcode: rc, connectionWide: connectionWide), .meta)
+        switch enter {
+        case .verifyT?: startVerifyAsTarget()
+        case .startingSyncS?: enterStartingSync(target: false)
+        case .startingSyncT?: enterStartingSync(target: true)
+        default: break
+        }
     }
 
     mutating func onStateChangeReply(_ rc: Int32) {
         guard let (token, cmd) = pendingAdmin else { return }
         pendingAdmin = nil
         if rc < 1 {
-            let why = rc == -1 ? "the peer is Primary (two primaries are not allowed)" : "the peer refused the state change (\(rc))"
+            let why = switch rc {
+            case -1: "the peer is Primary (two primaries are not allowed)"
+            case -2: "the peer's disk is not UpToDate"
+            case -14: "the peer has no verify-alg"
+            case -15: "the peer is not Connected"
+            case -17: "the peer does not support it (a Primary peer cannot be invalidated)"
+            case -19: "the peer was changing its state at the same time; try again"
+            default: "the peer refused the state change (\(rc))"
+            }
             emit(.adminDone(token: token, error: why))
             return
         }
         switch cmd {
         case .primary(let force): becomePrimary(force: force, token: token)
+        case .verify(let start):
+            guard conn == .connected, link != nil else { emit(.adminDone(token: token, error: "the connection changed to \(conn)")); return }
+            startVerifyAsSource(startSector: start)
+            emit(.adminDone(token: token, error: nil))
+        case .invalidate, .invalidateRemote:
+            guard conn == .connected, link != nil else { emit(.adminDone(token: token, error: "the connection changed to \(conn)")); return }
+            enterStartingSync(target: cmd == .invalidate)
+            emit(.adminDone(token: token, error: nil))
         case .disconnect:
             emit(.dropLink(reason: "disconnect requested"))
             onLinkLost("disconnect requested")
@@ -398,6 +455,12 @@ extension ReplicationEngine {
             applyPause()
             sendState()
             emit(.adminDone(token: token, error: nil))
+        case .verify(let start):
+            startVerifyVerb(token, startSector: start)
+        case .invalidate:
+            invalidateVerb(token)
+        case .invalidateRemote:
+            invalidateRemoteVerb(token)
         }
     }
 

@@ -20,17 +20,39 @@ extension ReplicationEngine {
         case .data(.dataReply, _, _, _):
             fail("protocol error: P_DATA_REPLY without a read request")
         case .data(_, let h, _, let payload):
+            if waitForReadLocks(p, offset: h.sector * 512, length: UInt64(payload.count)) { return }
             applyPeerWrite(h, size: UInt32(payload.count), op: .write(offset: h.sector * 512, data: payload,
                                                                      fua: h.flags & DataFlags.fua != 0))
         case .trim(let cmd, let h, let size):
+            if waitForReadLocks(p, offset: h.sector * 512, length: UInt64(size)) { return }
             let discard = cmd == .trim || h.flags & DataFlags.discard != 0
             applyPeerWrite(h, size: size, op: .zero(offset: h.sector * 512, length: UInt64(size), discard: discard && cmd == .trim))
         case .writeSame(let h, let size, _, let block):
+            if waitForReadLocks(p, offset: h.sector * 512, length: UInt64(size)) { return }
             var data: [UInt8] = []
             data.reserveCapacity(Int(size))
             while data.count < Int(size) { data += block }
             applyPeerWrite(h, size: size, op: .write(offset: h.sector * 512, data: data, fua: h.flags & DataFlags.fua != 0))
         default: break
+        }
+    }
+
+    /// A peer write on blocks a verify read holds waits for it, and the data stream with it
+    /// (its order is the write order): the packet goes back to the head of the queue.
+    mutating func waitForReadLocks(_ p: Packet, offset: UInt64, length: UInt64) -> Bool {
+        guard readLocked(offset: offset, length: length) else { return false }
+        inbound.waitingForRead = true
+        inbound.queued.insert(p, at: 0)
+        receiveBudget.queuedBytes += ReceiveBudget.cost(p)
+        return true
+    }
+
+    /// Runs the packets held behind a barrier or a verify read, until one holds them again.
+    mutating func drainInbound() {
+        while inbound.closing == nil && !inbound.waitingForRead && !inbound.queued.isEmpty && link != nil {
+            let p = inbound.queued.removeFirst()
+            receiveBudget.queuedBytes -= ReceiveBudget.cost(p)
+            dispatch(p, .data)
         }
     }
 
@@ -82,6 +104,7 @@ extension ReplicationEngine {
             resync?.throttle?.noteOtherIO(sectors: Int(size / 512))
         }
         inbound.pending += 1
+        for b in offset / 4096..<(offset + UInt64(size) + 4095) / 4096 { localWriteBlocks[b, default: 0] += 1 }
         receiveBudget.peerWriteBytes += Int(size) + QueueLimits.packetOverhead
         diskOp(op, .peerWrite(generation: linkGeneration, ack: ackCmd, sector: h.sector, blockID: h.blockID,
                               size: size, clearsBits: clears))
@@ -89,6 +112,11 @@ extension ReplicationEngine {
 
     mutating func onPeerWriteDone(_ gen: UInt64, _ result: DiskResult, _ ack: PacketCommand?, _ sector: UInt64,
                                   _ blockID: UInt64, _ size: UInt32, _ clears: Bool) {
+        let offset = sector * 512
+        for b in offset / 4096..<(offset + UInt64(size) + 4095) / 4096 {
+            if let n = localWriteBlocks[b] { localWriteBlocks[b] = n > 1 ? n - 1 : nil }
+        }
+        if !readsWaitingForWrites.isEmpty { startWaitingReads() }
         guard gen == linkGeneration, link != nil else { return }
         inbound.pending -= 1
         receiveBudget.peerWriteBytes -= Int(size) + QueueLimits.packetOverhead
@@ -137,10 +165,6 @@ extension ReplicationEngine {
         send(.barrierAck(number: c.number, setSize: c.count), .meta)
         inbound.closing = nil
         // Packets that arrived behind the barrier run now, until the next barrier closes.
-        while inbound.closing == nil && !inbound.queued.isEmpty && link != nil {
-            let p = inbound.queued.removeFirst()
-            receiveBudget.queuedBytes -= ReceiveBudget.cost(p)
-            dispatch(p, .data)
-        }
+        drainInbound()
     }
 }

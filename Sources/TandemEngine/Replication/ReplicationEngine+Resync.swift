@@ -40,6 +40,9 @@ struct ResyncState: Sendable {
         return "(total \(seconds) sec; \(totalBits * 4 / seconds) K/sec)"
     }
     var finalFlushIssued = false
+    /// csums-alg: the target sends digests of its blocks (P_CSUM_RS_REQUEST) instead of asking
+    /// for the data.
+    var useCsums = false
     /// The target's bitmap write that must be durable before it requests blocks.
     var bitmapDurableAt: UInt64?
 }
@@ -134,6 +137,11 @@ extension ReplicationEngine {
     }
 
     mutating func onSyncUUID(_ u: UInt64) {
+        if conn == .startingSyncT {
+            // The peer started first; this node's all-set bitmap is not durable yet.
+            pendingSyncUUID = u
+            return
+        }
         guard conn == .wfSyncUUID || conn == .behind else { fail("protocol error: P_SYNC_UUID while \(conn)"); return }
         persistent.current = u
         persistent.bitmap = 0
@@ -146,7 +154,12 @@ extension ReplicationEngine {
         let parameters = link?.peerController ?? settings.controller
         resync = ResyncState(isSource: false, totalBits: bitmap.setCount, controller: ResyncController(parameters),
                              throttle: ResyncThrottle(minRateKiB: settings.cMinRateKiB), lastStepMs: nowMs, startMs: nowMs)
-        log("Began resync as SyncTarget (will sync \(bitmap.setCount * 4) KB)")
+        // As DRBD: digests first when csums-alg is set (both sides set the same one, checked at
+        // the handshake), or with csums-after-crash-only only after the source crashed as Primary.
+        let peerCrashed = (link?.peerUUIDFlags ?? 0) & UUIDSet.flagCrashedPrimary != 0
+        resync?.useCsums = !settings.csumsAlg.isEmpty && (link?.agreedVersion ?? 0) >= 89
+            && (!settings.csumsAfterCrashOnly || peerCrashed)
+        log("Began resync as SyncTarget (will sync \(bitmap.setCount * 4) KB\(resync?.useCsums == true ? ", comparing \(settings.csumsAlg) digests first" : ""))")
         sendState()
         // The bits to resync (the peer's merged into ours) are durable before the first block
         // is requested: the source forgets a bit once this node acknowledges its block, and a
@@ -225,7 +238,12 @@ extension ReplicationEngine {
             r.allowanceBlocks -= blocks
             requestedBlocks += blocks
             r.cursor = end
-            send(.blockRequest(.rsDataRequest, BlockRequest(sector: sector, blockID: BlockRequest.syncerID, size: size), digest: []))
+            if r.useCsums {
+                // csums-alg: this node's digest of the block goes first; the data only if it differs.
+                diskOp(.read(offset: sector * 512, length: Int(size)), .csumRead(generation: linkGeneration, sector: sector, size: size))
+            } else {
+                send(.blockRequest(.rsDataRequest, BlockRequest(sector: sector, blockID: BlockRequest.syncerID, size: size), digest: []))
+            }
         }
         r.controller?.requested(requestedBlocks * 8)
         resync = r
@@ -296,7 +314,7 @@ extension ReplicationEngine {
         if left == 0 { finishResyncRequest(sector) }
     }
 
-    mutating func finishResyncRequest(_ sector: UInt64) {
+    mutating func finishResyncRequest(_ sector: UInt64, ack: Bool = true) {
         let removed = changeResync { r -> (size: UInt32, overwritten: Set<UInt64>, writesLeft: Int)? in
             guard let v = r.inFlight.removeValue(forKey: sector) else { return nil }
             r.inFlightBytes -= Int(v.size)
@@ -310,7 +328,9 @@ extension ReplicationEngine {
         for b in first..<(first + count) where !v.overwritten.contains(b) && b < bitmap.bitCount {
             clearBitRange(b..<(b + 1))
         }
-        send(.blockAck(.rsWriteAck, BlockAck(sector: sector, blockID: BlockRequest.syncerID, size: v.size, seqNum: nextSeq())), .meta)
+        if ack {
+            send(.blockAck(.rsWriteAck, BlockAck(sector: sector, blockID: BlockRequest.syncerID, size: v.size, seqNum: nextSeq())), .meta)
+        }
         requestResyncBlocks()
     }
 
@@ -354,7 +374,7 @@ extension ReplicationEngine {
 
     // MARK: source side
 
-    mutating func onBlockRequest(_ cmd: PacketCommand, _ r: BlockRequest) {
+    mutating func onBlockRequest(_ cmd: PacketCommand, _ r: BlockRequest, digest: [UInt8] = []) {
         let offset = r.sector * 512
         guard offset <= sizeBytes, UInt64(r.size) <= sizeBytes - offset else {
             fail("protocol error: \(cmd) beyond the end of the device")
@@ -367,12 +387,24 @@ extension ReplicationEngine {
         switch cmd {
         case .rsDataRequest where disk == .upToDate:
             receiveBudget.resyncReplyBytes += Int(r.size)
-            if localWritesCover(sector: r.sector, size: r.size) {
-                readsWaitingForWrites.append((r.sector, r.size, r.blockID))
-            } else {
-                diskOp(.read(offset: offset, length: Int(r.size)),
-                       .resyncRead(generation: linkGeneration, sector: r.sector, size: r.size, blockID: r.blockID))
+            readAfterWrites(sector: r.sector, size: r.size,
+                            purpose: .resyncRead(generation: linkGeneration, sector: r.sector, size: r.size, blockID: r.blockID))
+        case .csumRSRequest where disk == .upToDate:
+            guard let size = csumsDigestSize, !settings.csumsAlg.isEmpty else {
+                fail("protocol error: P_CSUM_RS_REQUEST but csums-alg is not set here")
+                return
             }
+            guard digest.count == size else {
+                fail("protocol error: P_CSUM_RS_REQUEST with a digest of \(digest.count) bytes; csums-alg \(settings.csumsAlg) gives \(size)")
+                return
+            }
+            receiveBudget.resyncReplyBytes += Int(r.size)
+            readAfterWrites(sector: r.sector, size: r.size,
+                            purpose: .csumSourceRead(generation: linkGeneration, sector: r.sector, size: r.size, blockID: r.blockID, digest: digest))
+        case .ovRequest where disk == .upToDate:
+            onVerifyRequest(r)
+        case .ovReply:
+            onVerifyReply(r, digest: digest)
         case .rsDataRequest, .rsThinRequest, .csumRSRequest, .ovRequest:
             send(.blockAck(.negRSDReply, BlockAck(sector: r.sector, blockID: r.blockID, size: r.size, seqNum: nextSeq())), .meta)
         case .dataRequest:
@@ -387,20 +419,77 @@ extension ReplicationEngine {
         return (sector / 8..<(sector / 8 + (UInt64(size) + 4095) / 4096)).contains { localWriteBlocks[$0] != nil }
     }
 
-    /// Resync reads whose blocks no local write is writing any more go to the disk, in order.
-    mutating func startWaitingResyncReads() {
-        guard link != nil else { readsWaitingForWrites.removeAll(); return }
-        var still: [(sector: UInt64, size: UInt32, blockID: UInt64)] = []
+    /// A read that must not overtake a local write issued before it: it waits for the writes
+    /// in flight on its blocks.
+    mutating func readAfterWrites(sector: UInt64, size: UInt32, purpose: DiskPurpose) {
+        if localWritesCover(sector: sector, size: size) {
+            readsWaitingForWrites.append(WaitingRead(sector: sector, size: size, purpose: purpose, locked: false))
+        } else {
+            diskOp(.read(offset: sector * 512, length: Int(size)), purpose)
+        }
+    }
+
+    /// Reads whose blocks no local write is writing any more go to the disk, in order.
+    mutating func startWaitingReads() {
+        guard link != nil else { dropWaitingReads(); return }
+        var still: [WaitingRead] = []
         for w in readsWaitingForWrites {
             if localWritesCover(sector: w.sector, size: w.size) { still.append(w); continue }
-            diskOp(.read(offset: w.sector * 512, length: Int(w.size)),
-                   .resyncRead(generation: linkGeneration, sector: w.sector, size: w.size, blockID: w.blockID))
+            diskOp(.read(offset: w.sector * 512, length: Int(w.size)), w.purpose)
         }
         readsWaitingForWrites = still
     }
 
+    /// The link is gone: waiting reads are dropped (their answers would go nowhere) and give
+    /// back their read locks.
+    mutating func dropWaitingReads() {
+        let dropped = readsWaitingForWrites
+        readsWaitingForWrites = []
+        for w in dropped where w.locked { releaseReadLocks(sector: w.sector, size: w.size) }
+    }
+
     mutating func onResyncReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32, _ blockID: UInt64) {
         guard gen == linkGeneration, link != nil else { return }
+        sendResyncReply(result, sector, size, blockID)
+    }
+
+    /// csums-alg on the SyncSource: a block whose digest matches the target's is in sync
+    /// (P_RS_IS_IN_SYNC, both sides clear its bits); another goes as resync data.
+    mutating func onCsumSourceReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32,
+                                       _ blockID: UInt64, _ peerDigest: [UInt8]) {
+        guard gen == linkGeneration, link != nil else { return }
+        if case .data(let d) = result, d.count == Int(size), csumsDigest(d) == peerDigest {
+            receiveBudget.resyncReplyBytes -= Int(size)
+            resyncSameBytes += UInt64(size)
+            clearBits(offset: sector * 512, length: UInt64(size))
+            send(.blockAck(.rsIsInSync, BlockAck(sector: sector, blockID: blockID, size: size, seqNum: nextSeq())), .meta)
+            return
+        }
+        sendResyncReply(result, sector, size, blockID)
+    }
+
+    /// csums-alg on the SyncTarget: its own block read, its digest goes in P_CSUM_RS_REQUEST
+    /// (if the read failed, the block is asked for plainly).
+    mutating func onCsumReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32) {
+        guard gen == linkGeneration, link != nil, resync?.inFlight[sector] != nil else { return }
+        let req = BlockRequest(sector: sector, blockID: BlockRequest.syncerID, size: size)
+        if case .data(let d) = result, d.count == Int(size) {
+            send(.blockRequest(.csumRSRequest, req, digest: csumsDigest(d)))
+        } else {
+            send(.blockRequest(.rsDataRequest, req, digest: []))
+        }
+    }
+
+    var csumsDigestSize: Int? { (try? DigestAlgorithm(named: settings.csumsAlg))?.size }
+
+    mutating func csumsDigest(_ data: [UInt8]) -> [UInt8] {
+        do { return try DigestAlgorithm(named: settings.csumsAlg).digest(data) } catch {
+            invariantViolated("csums-alg \(settings.csumsAlg): \(error)")
+            return []
+        }
+    }
+
+    mutating func sendResyncReply(_ result: DiskResult, _ sector: UInt64, _ size: UInt32, _ blockID: UInt64) {
         if case .data(let d) = result, d.count == Int(size) {
             let h = DataHeader(sector: sector, blockID: blockID, seqNum: 0, flags: 0)
             resyncDataBytes += UInt64(d.count)
@@ -450,13 +539,26 @@ extension ReplicationEngine {
     mutating func onResyncAck(_ cmd: PacketCommand, _ a: BlockAck) {
         switch cmd {
         case .rsWriteAck, .writeAck: clearBits(offset: a.sector * 512, length: UInt64(a.size))
+        case .negRSDReply where verify?.isSource == true:
+            log("the peer could not read sector \(a.sector) for the verify; the verify stops")
+            verifyLinkLost()
+            conn = .connected
+            sendState()
         case .negAck, .negRSDReply:
             if resync?.isSource == false {
                 fail("the peer could not read resync data (sector \(a.sector)); the local disk stays \(disk)")
             } else {
                 log("peer failed to write resync block at sector \(a.sector)")
             }
-        case .rsIsInSync: clearBits(offset: a.sector * 512, length: UInt64(a.size))
+        case .rsIsInSync:
+            // csums-alg: the source found the target's digest equal: nothing to write.
+            guard let r = resync, !r.isSource, let v = r.inFlight[a.sector], v.size == a.size else {
+                fail("protocol error: P_RS_IS_IN_SYNC for sector \(a.sector), which was not requested")
+                return
+            }
+            resyncSameBytes += UInt64(a.size)
+            changeResync { $0.arrivedSectors += Int(a.size / 512) }
+            finishResyncRequest(a.sector, ack: false)
         case .rsCancel: break
         default: fail("unexpected \(cmd) with the resync block id")
         }

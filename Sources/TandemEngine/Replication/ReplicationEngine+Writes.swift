@@ -5,9 +5,12 @@ import TandemCodecs
 /// or C; every write stays in the transfer log until its epoch's barrier is acknowledged.
 extension ReplicationEngine {
     /// Whether application writes are replicated now (otherwise they are marked out of sync).
+    /// As DRBD, also while an invalidate prepares its resync (StartingSyncS/T): the peer's disk
+    /// is still UpToDate then, and protocol C's promise holds.
     var replicating: Bool {
         guard link != nil, peerDisk >= .inconsistent else { return false }
-        return [.connected, .syncSource, .syncTarget, .pausedSyncS, .pausedSyncT].contains(conn)
+        return [.connected, .syncSource, .syncTarget, .pausedSyncS, .pausedSyncT, .verifyS, .verifyT, .startingSyncS,
+                .startingSyncT].contains(conn)
     }
 
     func validate(offset: UInt64, length: UInt64) -> String? {
@@ -98,6 +101,11 @@ extension ReplicationEngine {
     mutating func issue(_ rid: UInt64) {
         guard var r = requests[rid], let op = r.pending else {
             invariantViolated("issuing request \(rid), which is unknown or already issued")
+            return
+        }
+        if (!readLocks.isEmpty || !writesWaitingForReads.isEmpty) && writeMustWaitForReads(offset: r.offset, length: r.length) {
+            // A verify read stands before this write in the stream: the write waits for it.
+            writesWaitingForReads.append(rid)
             return
         }
         r.pending = nil
@@ -192,7 +200,7 @@ extension ReplicationEngine {
         for b in r.offset / 4096..<(r.offset + r.length + 4095) / 4096 {
             if let n = localWriteBlocks[b] { localWriteBlocks[b] = n > 1 ? n - 1 : nil }
         }
-        if !readsWaitingForWrites.isEmpty { startWaitingResyncReads() }
+        if !readsWaitingForWrites.isEmpty { startWaitingReads() }
         r.localDone = true
         if case .failed(let why) = result { r.localError = why }
         requests[rid] = r
@@ -226,6 +234,10 @@ extension ReplicationEngine {
     }
 
     mutating func onBlockAck(_ cmd: PacketCommand, _ a: BlockAck) {
+        if cmd == .ovResult {
+            onVerifyResult(a)
+            return
+        }
         if a.blockID == BlockRequest.syncerID {
             onResyncAck(cmd, a)
             return
@@ -331,6 +343,10 @@ extension ReplicationEngine {
         case .resyncRead(let gen, let sector, let size, let blockID): onResyncReadDone(gen, result, sector, size, blockID)
         case .resyncWrite(let gen, let sector): onResyncWriteDone(gen, result, sector)
         case .resyncFlush(let gen): onResyncFlushDone(gen, result)
+        case .verifyRead(let gen, let sector, let size, let kind): onVerifyReadDone(gen, result, sector, size, kind)
+        case .csumRead(let gen, let sector, let size): onCsumReadDone(gen, result, sector, size)
+        case .csumSourceRead(let gen, let sector, let size, let blockID, let digest):
+            onCsumSourceReadDone(gen, result, sector, size, blockID, digest)
         }
     }
 }

@@ -52,11 +52,18 @@ public struct ReplicationEngine: Sendable {
     var sendPurpose: [UInt64: SendPurpose] = [:]
     /// max-buffers: what the peer sent that this node has not finished with.
     var receiveBudget = ReceiveBudget()
-    /// Local application writes in flight, per 4 KiB block, and resync reads that wait for them:
-    /// a resync read must not overtake a write issued before it (reads run in parallel, and a
-    /// write the peer never got as P_DATA, made while Ahead or disconnected, would be lost).
+    /// Writes in flight to the local disk (the application's and the peer's), per 4 KiB block,
+    /// and the reads that wait for them: a resync or verify read must not overtake a write
+    /// issued before it (reads run in parallel, and a write the peer never got as P_DATA, made
+    /// while Ahead or disconnected, would be lost).
     var localWriteBlocks: [UInt64: Int] = [:]
-    var readsWaitingForWrites: [(sector: UInt64, size: UInt32, blockID: UInt64)] = []
+    var readsWaitingForWrites: [WaitingRead] = []
+    /// Blocks a verify read is reading, and the writes waiting for those reads: a verify read
+    /// sees its block exactly as it stood at its point in the replication stream, so a write
+    /// that comes after that point waits until the read is done. Application writes wait here
+    /// (in order); the peer's stop the data stream (inbound.waitingForRead).
+    var readLocks: [UInt64: Int] = [:]
+    var writesWaitingForReads: [UInt64] = []
     /// Requests in the transfer log (started: waiting for their extent or issued, not yet
     /// retired), and those waiting because it is full.
     var loggedRequests = 0
@@ -64,6 +71,17 @@ public struct ReplicationEngine: Sendable {
 
     // Resync and bitmap exchange.
     var resync: ResyncState?
+    /// Online verify, where the last one stopped (the next starts there, as DRBD's
+    /// ov_start_sector), and what the last completed one found.
+    var verify: VerifyState?
+    var verifyResumeBit: UInt64?
+    var lastVerify: (totalBits: UInt64, foundBits: UInt64)?
+    /// invalidate / invalidate-remote: the all-set bitmap's write that must be durable before
+    /// the resync starts, and a P_SYNC_UUID that arrived before it was.
+    var startingSyncDurableAt: UInt64?
+    var pendingSyncUUID: UInt64?
+    /// csums-alg: resync data found identical by digest (not sent).
+    var resyncSameBytes: UInt64 = 0
     var bitmapReceive = BitmapReceive()
     var pendingAdmin: (token: UInt64, command: AdminCommand)?
     /// A role change held until the handshake settles.
@@ -116,7 +134,11 @@ public struct ReplicationEngine: Sendable {
                      wireProtocol: settings.wireProtocol, uuids: persistent, lastError: lastError,
                      writesInFlight: requests.count, writesWaitingForActivityLog: gate.waitingForSlot.count,
                      activityLogHot: gate.log.hotCount, activityLogHeld: gate.log.pinnedCount, diskError: diskError,
-                     resyncDataBytes: resyncDataBytes, resyncWireBytes: resyncWireBytes)
+                     resyncDataBytes: resyncDataBytes, resyncWireBytes: resyncWireBytes, resyncSameBytes: resyncSameBytes,
+                     verifyTotalBits: verify?.totalBits ?? lastVerify?.totalBits ?? 0,
+                     verifyDoneBits: verify?.doneBits ?? lastVerify?.totalBits ?? 0,
+                     verifyFoundBits: verify?.foundBits ?? lastVerify?.foundBits ?? 0,
+                     verifyResumeSector: verifyResumeBit.map { $0 * 8 })
     }
 
     var sizeBytes: UInt64 { sizeSectors * 512 }
@@ -157,6 +179,7 @@ public struct ReplicationEngine: Sendable {
             onAdmin(token, cmd)
         }
         if resyncAdmin != nil { checkResyncAdmin() }
+        if startingSyncDurableAt != nil { checkStartingSync() }
         if gate.slotsMayHaveFreed { wakeSlotWaiters() }
         if !transferLogWaiting.isEmpty && loggedRequests < settings.transferLogLimit { wakeTransferLogWaiters() }
         updateReading()
@@ -258,6 +281,20 @@ enum DiskPurpose: Sendable {
     case resyncRead(generation: UInt64, sector: UInt64, size: UInt32, blockID: UInt64)
     case resyncWrite(generation: UInt64, sector: UInt64)
     case resyncFlush(generation: UInt64)
+    /// Verify: this node's block for a comparison (VerifyS), or for the peer's digest (VerifyT).
+    case verifyRead(generation: UInt64, sector: UInt64, size: UInt32, kind: VerifyReadKind)
+    /// csums-alg: the SyncTarget reads its block to send its digest; the SyncSource reads its
+    /// block to compare with the target's digest.
+    case csumRead(generation: UInt64, sector: UInt64, size: UInt32)
+    case csumSourceRead(generation: UInt64, sector: UInt64, size: UInt32, blockID: UInt64, digest: [UInt8])
+}
+
+/// A read waiting for local writes in flight on its blocks; `locked`: it holds read locks.
+struct WaitingRead: Sendable {
+    var sector: UInt64
+    var size: UInt32
+    var purpose: DiskPurpose
+    var locked: Bool
 }
 
 /// An application write in the transfer log.
@@ -348,6 +385,8 @@ struct InboundState: Sendable {
     var count: UInt32 = 0
     /// A P_BARRIER whose epoch is being completed and flushed; packets after it wait.
     var closing: (number: UInt32, count: UInt32, flushIssued: Bool)?
+    /// A peer write met a verify read in flight on its blocks: it and what follows wait.
+    var waitingForRead = false
     var queued: [Packet] = []
-    var idle: Bool { pending == 0 && closing == nil && queued.isEmpty }
+    var idle: Bool { pending == 0 && closing == nil && queued.isEmpty && !waitingForRead }
 }

@@ -1,0 +1,113 @@
+import TandemCodecs
+
+/// drbdadm's `invalidate` (this node's data is bad: every block resyncs from the peer) and
+/// `invalidate-remote` (the peer's is: every block resyncs to it). Connected, the node asks
+/// the peer for StartingSyncT / StartingSyncS (P_STATE_CHG_REQ); both sides set every bit and
+/// make the bitmap durable, then the source sends P_SYNC_UUID and the resync runs as after a
+/// handshake. Disconnected, `invalidate` marks every block and the disk Inconsistent, so the
+/// next connection resyncs it whole; `invalidate-remote` does that for the peer on a Primary.
+extension ReplicationEngine {
+    mutating func invalidateVerb(_ token: UInt64) {
+        if let why = invalidateRefusal() { emit(.adminDone(token: token, error: why)); return }
+        if role == .primary {
+            emit(.adminDone(token: token, error: "this node is Primary: its disk cannot become Inconsistent under the application (make it Secondary first)"))
+            return
+        }
+        if link != nil && conn == .connected {
+            guard peerDisk == .upToDate else {
+                emit(.adminDone(token: token, error: "the peer's disk is \(peerDisk), not UpToDate: there is nothing to resync from"))
+                return
+            }
+            pendingAdmin = (token, .invalidate)
+            send(.stateChangeRequest(mask: StateWord.connMask, value: ConnectionState.startingSyncT.rawValue << 4, connectionWide: false))
+            return
+        }
+        guard link == nil else {
+            emit(.adminDone(token: token, error: "the connection is \(conn): try again once it is Connected or disconnected"))
+            return
+        }
+        markAllOutOfSync()
+        disk = .inconsistent
+        persistent.consistent = false
+        persistent.wasUpToDate = false
+        persist()
+        log("invalidate: every block is out of sync and the disk Inconsistent until a resync from the peer")
+        emit(.adminDone(token: token, error: nil))
+    }
+
+    mutating func invalidateRemoteVerb(_ token: UInt64) {
+        if let why = invalidateRefusal() { emit(.adminDone(token: token, error: why)); return }
+        if disk != .upToDate {
+            emit(.adminDone(token: token, error: "the local disk is \(disk), not UpToDate: it cannot be the source"))
+            return
+        }
+        if link != nil && conn == .connected {
+            if peerRole == .primary {
+                emit(.adminDone(token: token, error: "the peer is Primary: its disk cannot become Inconsistent under its application"))
+                return
+            }
+            pendingAdmin = (token, .invalidateRemote)
+            send(.stateChangeRequest(mask: StateWord.connMask, value: ConnectionState.startingSyncS.rawValue << 4, connectionWide: false))
+            return
+        }
+        guard link == nil else {
+            emit(.adminDone(token: token, error: "the connection is \(conn): try again once it is Connected or disconnected"))
+            return
+        }
+        // As DRBD: without a connection only a Primary can do it (the peer gets a resync when it
+        // connects anyway; this makes it a full one).
+        guard role == .primary else {
+            emit(.adminDone(token: token, error: "not connected: invalidate-remote needs the connection (or this node Primary)"))
+            return
+        }
+        markAllOutOfSync()
+        if persistent.bitmap == 0 { newCurrentUUID() }
+        log("invalidate-remote: every block is out of sync; the peer is resynced whole when it connects")
+        emit(.adminDone(token: token, error: nil))
+    }
+
+    func invalidateRefusal() -> String? {
+        if disk <= .diskless { return "no local disk" }
+        if conn.isSyncing || verify != nil || [.startingSyncS, .startingSyncT, .wfBitMapS, .wfBitMapT, .wfSyncUUID].contains(conn) {
+            return "a resync or verify is running (\(conn))"
+        }
+        return nil
+    }
+
+    mutating func markAllOutOfSync() {
+        _ = bitmap.set(0..<bitmap.bitCount)
+        writeBackBitmap()
+    }
+
+    /// StartingSyncS/T: every bit set and written; the resync starts once that is durable.
+    mutating func enterStartingSync(target: Bool) {
+        conn = target ? .startingSyncT : .startingSyncS
+        _ = bitmap.set(0..<bitmap.bitCount)
+        if target {
+            // A crash from here on finds the disk Inconsistent and every bit set.
+            persistent.consistent = false
+            persist()
+        }
+        log("\(target ? "invalidate" : "invalidate-remote"): every block out of sync, full resync \(target ? "from" : "to") the peer")
+        startingSyncDurableAt = writeBackBitmap() ?? lane.doneSeq
+        sendState()
+        checkStartingSync()
+    }
+
+    mutating func checkStartingSync() {
+        guard let at = startingSyncDurableAt else { return }
+        guard conn == .startingSyncS || conn == .startingSyncT, link != nil else { startingSyncDurableAt = nil; return }
+        guard lane.doneSeq >= at else { return }
+        startingSyncDurableAt = nil
+        if conn == .startingSyncS {
+            startResyncAsSource()
+        } else {
+            conn = .wfSyncUUID
+            sendState()
+            if let u = pendingSyncUUID {
+                pendingSyncUUID = nil
+                onSyncUUID(u)
+            }
+        }
+    }
+}
