@@ -24,6 +24,9 @@ struct VerifyState: Sendable {
     var startMs: UInt64
     /// The run of out-of-sync blocks found last (start sector, sectors), logged as one range.
     var run: (sector: UInt64, sectors: UInt64)?
+    /// Results come in any order; they are counted and logged in sector order from here.
+    var reportSector: UInt64 = 0
+    var unreported: [UInt64: (size: UInt32, inSync: Bool)] = [:]
     /// VerifyT learns where the verify starts from the first request (protocol 90 and later).
     var targetStarted = false
 }
@@ -84,7 +87,8 @@ extension ReplicationEngine {
         let start = min(startSector.map { $0 / 8 } ?? verifyResumeBit ?? 0, bmBits)
         let windowed = (link?.featureFlags ?? 0) & ConnectionFeatures.tandemPeer != 0
         verify = VerifyState(isSource: true, startBit: start, totalBits: bmBits - start, cursor: start,
-                             controller: windowed ? nil : ResyncController(settings.controller), lastStepMs: nowMs, startMs: nowMs)
+                             controller: windowed ? nil : ResyncController(settings.controller), lastStepMs: nowMs, startMs: nowMs,
+                             reportSector: start * 8)
         verifyResumeBit = nil
         conn = .verifyS
         log("Online verify started at sector \(start * 8) (\((bmBits - start) * 4) KB to verify)")
@@ -218,20 +222,32 @@ extension ReplicationEngine {
             v.doneBits += 1
             v.arrivedSectors += Int(c.size / 512)
         }
-        noteVerifyResult(sector: sector, size: c.size, inSync: inSync)
+        reportVerifyResult(sector: sector, size: c.size, inSync: inSync)
         send(.blockAck(.ovResult, BlockAck(sector: sector, blockID: inSync ? BlockRequest.inSyncID : BlockRequest.outOfSyncID,
                                            size: c.size, seqNum: nextSeq())), .meta)
         requestVerifyBlocks()
     }
 
-    /// Marks a block found out of sync and logs runs of them as DRBD does ("Out of sync:
+    /// Takes a result (the block is marked at once) and reports those now in sector order.
+    mutating func reportVerifyResult(sector: UInt64, size: UInt32, inSync: Bool) {
+        if !inSync { setBits(offset: sector * 512, length: UInt64(size)) }
+        changeVerify { $0.unreported[sector] = (size, inSync) }
+        while let v = verify, let r = v.unreported[v.reportSector] {
+            changeVerify { v in
+                v.unreported[v.reportSector] = nil
+                v.reportSector += UInt64(r.size / 512)
+            }
+            noteVerifyResult(sector: v.reportSector, size: r.size, inSync: r.inSync)
+        }
+    }
+
+    /// Counts a block found out of sync and logs runs of them as DRBD does ("Out of sync:
     /// start=S, size=N (sectors)").
     mutating func noteVerifyResult(sector: UInt64, size: UInt32, inSync: Bool) {
         if inSync {
             flushVerifyRun()
             return
         }
-        setBits(offset: sector * 512, length: UInt64(size))
         let sectors = UInt64(size / 512)
         let extended = changeVerify { v -> Bool in
             v.foundBits += 1
@@ -266,6 +282,7 @@ extension ReplicationEngine {
             v.targetStarted = true
             v.startBit = r.sector / 8
             v.totalBits = bmBits - v.startBit
+            v.reportSector = v.startBit * 8
             v.doneBits = 0
             verify = v
             log("Online verify start sector: \(r.sector)")
@@ -293,14 +310,21 @@ extension ReplicationEngine {
             return
         }
         changeVerify { $0.doneBits += 1 }
-        noteVerifyResult(sector: a.sector, size: a.size, inSync: inSync)
+        reportVerifyResult(sector: a.sector, size: a.size, inSync: inSync)
         if v.doneBits + 1 >= v.totalBits { finishVerify() }
     }
 
     // MARK: ending
 
     mutating func finishVerify() {
-        guard let v = verify else { return }
+        guard var v = verify else { return }
+        // Results not reported yet (a gap: the peer ended early) are counted in their order.
+        for sector in v.unreported.keys.sorted() {
+            let r = v.unreported[sector]!
+            verify?.unreported[sector] = nil
+            noteVerifyResult(sector: sector, size: r.size, inSync: r.inSync)
+        }
+        v = verify!
         flushVerifyRun()
         verify = nil
         lastVerify = (v.totalBits, v.foundBits)
