@@ -282,6 +282,7 @@ struct ReplicationSimulation {
     var verifiesDone = [0, 0]
     var resyncAfterVerify = false
     var verifiesChecked = 0
+    var compressedWrites = 0
     /// Admin commands answered (token: the error, empty if none), and the verify's token.
     var adminResults: [UInt64: String] = [:]
     var verifyToken: UInt64 = 0
@@ -294,7 +295,7 @@ struct ReplicationSimulation {
         wireProtocol = UInt32(1 + seed % 3)
         agreedVersion = 86 + Int(seed / 3 % 16)
         // No features, the kernel's, or the kernel's and Tandem's (the windowed resync).
-        featureFlags = seed / 7 % 4 == 0 ? 0 : (seed / 7 % 4 == 1 ? 0x0F : 0x0F | ConnectionFeatures.tandemPeer | ConnectionFeatures.lz4Resync)
+        featureFlags = seed / 7 % 4 == 0 ? 0 : (seed / 7 % 4 == 1 ? 0x0F : 0x0F | ConnectionFeatures.tandemPeer | ConnectionFeatures.lz4Resync | ConnectionFeatures.lz4Data)
         var settings = EngineSettings()
         settings.wireProtocol = wireProtocol
         settings.maxBioSize = seed / 11 % 2 == 0 ? 64 * 1024 : 1 << 20
@@ -470,10 +471,16 @@ struct ReplicationSimulation {
             framer.append(bytes)
             guard let (_, p) = try framer.next() else { throw SimFailure(description: "packet did not decode") }
             let to = 1 - from
+            // The oracle reads a compressed write (LZ4_DATA) as the P_DATA it stands for.
+            var plain = p
+            if case .compressedData(let h, let size, let c) = p {
+                plain = .data(.data, h, digest: [], payload: try LZ4Block.decompress(c, originalSize: Int(size)))
+                compressedWrites += 1
+            }
             if to != primaryIndex {
                 // The write-order oracle: from a clean point on, the epochs as the secondary receives them.
                 let st = nodes[to].engine.status
-                if case .data(.data, let h, _, let payload) = p {
+                if case .data(.data, let h, _, let payload) = plain {
                     if st.connection != .connected || st.disk != .upToDate {
                         genBase = nil
                     } else {
@@ -488,7 +495,7 @@ struct ReplicationSimulation {
                             genPrimarySentWrites = true
                         }
                     }
-                } else if case .barrier = p, genBase != nil {
+                } else if case .barrier = plain, genBase != nil {
                     genEpochs.append([])
                 } else if case .trim = p { genBase = nil }
             }

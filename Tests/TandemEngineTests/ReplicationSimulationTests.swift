@@ -14,7 +14,7 @@ import Testing
         guard !seeds.isEmpty else { return }
         var failures: [String] = []
         var totals = (orderChecks: 0, divergenceChecks: 0, alWaits: 0, versions: Set<Int>(), aheadResyncs: 0, readPauses: 0,
-                      congestionDisconnects: 0, compressedResyncs: 0, verifies: 0, csumsInSync: 0, invalidates: 0)
+                      congestionDisconnects: 0, compressedResyncs: 0, verifies: 0, csumsInSync: 0, invalidates: 0, compressedWrites: 0)
         var unresolvable = 0
         for seed in seeds {
             var sim = ReplicationSimulation(seed: seed)
@@ -49,6 +49,7 @@ import Testing
             totals.congestionDisconnects += sim.log.filter { $0.contains("on-congestion disconnect") }.count
             if sim.nodes.contains(where: { $0.engine.status.resyncWireBytes < $0.engine.status.resyncDataBytes }) { totals.compressedResyncs += 1 }
             totals.verifies += sim.verifiesChecked
+            totals.compressedWrites += sim.compressedWrites
             if sim.nodes.contains(where: { $0.engine.status.resyncSameBytes > 0 }) { totals.csumsInSync += 1 }
             totals.invalidates += sim.log.filter { $0.contains("every block out of sync, full resync") }.count
         }
@@ -66,6 +67,7 @@ import Testing
             #expect(totals.congestionDisconnects > 0, "no run disconnected on congestion")
             #expect(totals.compressedResyncs > 0, "no resync data went LZ4-compressed")
             #expect(totals.verifies > 0, "no verify ran to its end and was checked")
+            #expect(totals.compressedWrites > 0, "no replicated write went LZ4-compressed")
             #expect(totals.csumsInSync > 0, "no resync found a block in sync by its digest")
             #expect(totals.invalidates > 0, "no invalidate or invalidate-remote ran")
         }

@@ -45,6 +45,9 @@ public enum Packet: Sendable, Equatable {
     /// Tandem extension P_TANDEM_RS_DATA_REPLY_LZ4: a resync reply's header, the size of the
     /// data before compression, and the data as one LZ4 block.
     case compressedResyncReply(DataHeader, originalSize: UInt32, compressed: [UInt8])
+    /// Tandem extension P_TANDEM_DATA_LZ4: an application write (P_DATA's header, flags
+    /// included), the size of its data, and the data as one LZ4 block.
+    case compressedData(DataHeader, originalSize: UInt32, compressed: [UInt8])
 
     public var command: PacketCommand {
         switch self {
@@ -73,6 +76,7 @@ public enum Packet: Sendable, Equatable {
         case .unplugRemote: .unplugRemote
         case .delayProbe: .delayProbe
         case .compressedResyncReply: .rsDataReplyLZ4
+        case .compressedData: .dataLZ4
         }
     }
 
@@ -118,7 +122,7 @@ public enum Packet: Sendable, Equatable {
         case .syncUUID(let u): w.u64(u)
         case .blockDescriptor(_, let d): w.u64(d.sector); w.u32(d.size); w.u32(d.pad)
         case .delayProbe(let s, let o): w.u32(s); w.u32(o)
-        case .compressedResyncReply(let h, let size, let c):
+        case .compressedResyncReply(let h, let size, let c), .compressedData(let h, let size, let c):
             w = WireWriter(capacity: 28 + c.count); Self.put(h, &w); w.u32(size); w.raw(c)
         }
         return w.bytes
@@ -243,7 +247,7 @@ public enum Packet: Sendable, Equatable {
                 throw .badValue(command: command, field: "data size", value: UInt64(payloadBytes.count))
             }
             p = .data(command, h, digest: d, payload: payloadBytes)
-        case .rsDataReplyLZ4:
+        case .rsDataReplyLZ4, .dataLZ4:
             let h = try dataHeader(&r), size = try r.u32()
             let compressed = r.rest()
             // What it claims to hold is checked before anything is decompressed.
@@ -253,7 +257,8 @@ public enum Packet: Sendable, Equatable {
             guard !compressed.isEmpty, compressed.count < Int(size) else {
                 throw .badValue(command: command, field: "compressed size", value: UInt64(compressed.count))
             }
-            p = .compressedResyncReply(h, originalSize: size, compressed: compressed)
+            p = command == .dataLZ4 ? .compressedData(h, originalSize: size, compressed: compressed)
+                : .compressedResyncReply(h, originalSize: size, compressed: compressed)
         case .trim, .zeroes:
             guard payload.count == 28 else { throw .badLength(command: command, length: payload.count) }
             let h = try dataHeader(&r), size = try r.u32()

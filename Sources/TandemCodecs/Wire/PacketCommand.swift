@@ -18,6 +18,8 @@ public enum PacketCommand: UInt16, Sendable, CaseIterable, CustomStringConvertib
     /// Tandem extension (feature bit LZ4_RESYNC): a resync reply whose data is one LZ4 block.
     /// Outside DRBD's numbers; only ever sent to a peer that offered the bit.
     case rsDataReplyLZ4 = 0x7a01
+    /// Tandem extension (feature bit LZ4_DATA): an application write whose data is one LZ4 block.
+    case dataLZ4 = 0x7a02
 
     /// DRBD's own name, as logs and tshark print it.
     public var description: String {
@@ -43,6 +45,7 @@ public enum PacketCommand: UInt16, Sendable, CaseIterable, CustomStringConvertib
         case .writeSame: "P_WSAME"; case .zeroes: "P_ZEROES"; case .initialMeta: "P_INITIAL_META"
         case .initialData: "P_INITIAL_DATA"; case .connectionFeatures: "P_CONNECTION_FEATURES"
         case .rsDataReplyLZ4: "P_TANDEM_RS_DATA_REPLY_LZ4"
+        case .dataLZ4: "P_TANDEM_DATA_LZ4"
         }
     }
 
@@ -64,7 +67,7 @@ public enum PacketCommand: UInt16, Sendable, CaseIterable, CustomStringConvertib
         switch self {
         case .data, .dataReply, .rsDataReply, .writeSame: WireLimits.maxBioSize + 24 + 4 + WireLimits.maxDigest
         // Sent only when the block shrank by an eighth or more.
-        case .rsDataReplyLZ4: WireLimits.maxBioSize + 24 + 4
+        case .rsDataReplyLZ4, .dataLZ4: WireLimits.maxBioSize + 24 + 4
         case .bitmap, .compressedBitmap: WireLimits.socketBufferSize
         case .authChallenge, .authResponse: 128
         case .ovReply, .csumRSRequest: 24 + WireLimits.maxDigest

@@ -151,7 +151,8 @@ public struct EngineSettings: Sendable, Equatable {
     /// = off) and congestion-extents (hot activity-log extents): what a protocol A primary does
     /// when the link cannot keep up.
     public var onCongestion = CongestionPolicy.block
-    /// net compression (a Tandem addition): resync data goes as LZ4 to a peer that decodes it.
+    /// net compression (a Tandem addition): resync data and replicated writes go as LZ4 to a
+    /// peer that decodes them.
     public var compression = CompressionMode.auto
     /// `compression auto` compresses while resync data leaves slower than this (bytes per
     /// second before compression): then the link, not LZ4 (0.5-0.7 GB/s a core here), is what
@@ -211,6 +212,10 @@ public struct EngineStatus: Sendable, Equatable {
     public var resyncWireBytes: UInt64 = 0
     /// csums-alg: resync data found identical by its digest, so not sent.
     public var resyncSameBytes: UInt64 = 0
+    /// Application writes replicated since the node started, and what they took in packets
+    /// (less with compression).
+    public var replicatedDataBytes: UInt64 = 0
+    public var replicatedWireBytes: UInt64 = 0
     /// The online verify running (or the last one): blocks to verify, verified, found out of
     /// sync; and the sector the next one starts at when the last was cut short.
     public var verifyTotalBits: UInt64 = 0

@@ -152,7 +152,7 @@ extension ReplicationEngine {
         case .state(let s): onPeerState(s)
         case .stateChangeRequest(let mask, let value, let connectionWide): onStateChangeRequest(mask, value, connectionWide)
         case .stateChangeReply(let rc, _): onStateChangeReply(rc)
-        case .data, .trim, .writeSame, .barrier, .compressedResyncReply: receiveReplicated(p)
+        case .data, .trim, .writeSame, .barrier, .compressedResyncReply, .compressedData: receiveReplicated(p)
         case .blockAck(let cmd, let a): onBlockAck(cmd, a)
         case .barrierAck(let n, let count): onBarrierAck(n, count)
         case .bitmap, .compressedBitmap: receiveBitmap(p)

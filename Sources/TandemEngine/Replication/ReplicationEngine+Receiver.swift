@@ -17,6 +17,20 @@ extension ReplicationEngine {
             onResyncData(h, payload)
         case .compressedResyncReply(let h, let size, let compressed):
             onCompressedResyncData(h, size, compressed)
+        case .compressedData(let h, let size, let compressed):
+            // LZ4_DATA (a Tandem extension): only if this node offered it; the stated size is
+            // within max-bio-size (the codec checked), and the data must decompress to it.
+            guard let l = link, l.featureFlags & ConnectionFeatures.lz4Data != 0 else {
+                fail("protocol error: LZ4 write data from a peer that did not negotiate it")
+                return
+            }
+            if waitForReadLocks(p, offset: h.sector * 512, length: UInt64(size)) { return }
+            let data: [UInt8]
+            do { data = try LZ4Block.decompress(compressed, originalSize: Int(size)) } catch {
+                fail("protocol error: LZ4 write data for sector \(h.sector) does not decompress to \(size) bytes (\(error))")
+                return
+            }
+            applyPeerWrite(h, size: size, op: .write(offset: h.sector * 512, data: data, fua: h.flags & DataFlags.fua != 0))
         case .data(.dataReply, _, _, _):
             fail("protocol error: P_DATA_REPLY without a read request")
         case .data(_, let h, _, let payload):

@@ -510,7 +510,16 @@ extension ReplicationEngine {
     /// The block as LZ4, when the peer decodes it, compression is on (or `auto` and the link is
     /// the slower part), and it shrinks by at least an eighth; nil to send it as it is.
     mutating func compressedForResync(_ d: [UInt8]) -> [UInt8]? {
-        guard let l = link, l.featureFlags & ConnectionFeatures.lz4Resync != 0 else { return nil }
+        compressed(d, feature: ConnectionFeatures.lz4Resync)
+    }
+
+    /// The same for an application write's data (the LZ4_DATA extension).
+    mutating func compressedForReplication(_ d: [UInt8]) -> [UInt8]? {
+        compressed(d, feature: ConnectionFeatures.lz4Data)
+    }
+
+    mutating func compressed(_ d: [UInt8], feature: UInt32) -> [UInt8]? {
+        guard let l = link, l.featureFlags & feature != 0 else { return nil }
         switch settings.compression {
         case .off: return nil
         case .lz4: break
@@ -520,8 +529,9 @@ extension ReplicationEngine {
         return c
     }
 
-    /// compression auto, once a second on a resync source: compress while resync data (counted
-    /// before compression) leaves slower than the threshold; the link is then the bottleneck.
+    /// compression auto, once a second: compress while data for the peer (resync replies and
+    /// replicated writes, counted before compression) leaves slower than the threshold; the link
+    /// is then the bottleneck, or there is so little that compressing costs nothing.
     mutating func compressionAutoTick() {
         guard settings.compression == .auto, nowMs &- compressionWindow.startMs >= 1000 else { return }
         let elapsed = nowMs &- compressionWindow.startMs
@@ -530,7 +540,7 @@ extension ReplicationEngine {
             let compress = rate < settings.autoCompressBelowBytesPerSecond
             if compress != autoCompressing {
                 autoCompressing = compress
-                log("compression auto: resync data leaves at \(rate / 1_000_000) MB/s: \(compress ? "compressing" : "not compressing")")
+                log("compression auto: data for the peer leaves at \(rate / 1_000_000) MB/s: \(compress ? "compressing" : "not compressing")")
             }
         }
         compressionWindow = (nowMs, 0)

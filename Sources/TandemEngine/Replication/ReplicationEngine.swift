@@ -82,6 +82,9 @@ public struct ReplicationEngine: Sendable {
     var pendingSyncUUID: UInt64?
     /// csums-alg: resync data found identical by digest (not sent).
     var resyncSameBytes: UInt64 = 0
+    /// Application writes replicated (data bytes) and what they took in packets.
+    var replicatedDataBytes: UInt64 = 0
+    var replicatedWireBytes: UInt64 = 0
     var bitmapReceive = BitmapReceive()
     var pendingAdmin: (token: UInt64, command: AdminCommand)?
     /// A role change held until the handshake settles.
@@ -135,6 +138,7 @@ public struct ReplicationEngine: Sendable {
                      writesInFlight: requests.count, writesWaitingForActivityLog: gate.waitingForSlot.count,
                      activityLogHot: gate.log.hotCount, activityLogHeld: gate.log.pinnedCount, diskError: diskError,
                      resyncDataBytes: resyncDataBytes, resyncWireBytes: resyncWireBytes, resyncSameBytes: resyncSameBytes,
+                     replicatedDataBytes: replicatedDataBytes, replicatedWireBytes: replicatedWireBytes,
                      verifyTotalBits: verify?.totalBits ?? lastVerify?.totalBits ?? 0,
                      verifyDoneBits: verify?.doneBits ?? lastVerify?.totalBits ?? 0,
                      verifyFoundBits: verify?.foundBits ?? lastVerify?.foundBits ?? 0,
@@ -345,6 +349,7 @@ struct ReceiveBudget: Sendable {
     static func cost(_ p: Packet) -> Int {
         if case .data(_, _, _, let payload) = p { return payload.count + QueueLimits.packetOverhead }
         if case .compressedResyncReply(_, let size, _) = p { return Int(size) + QueueLimits.packetOverhead }
+        if case .compressedData(_, let size, _) = p { return Int(size) + QueueLimits.packetOverhead }
         return QueueLimits.packetOverhead
     }
 }
