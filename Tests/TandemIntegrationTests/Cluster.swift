@@ -140,11 +140,13 @@ final class Cluster {
     }
 
     /// Limits each host's sending side of the link to `mbit` Mbit/s (tc's token bucket filter).
+    /// tc tbf on both ends of the veth pair; the bucket holds 5 ms of the rate (at least
+    /// 32 kbit), as a smaller one keeps a fast link below its rate.
     func limitLink(mbit: Int) throws {
         guard let h = hosts else { throw TestFailure("limitLink needs namespaces") }
         for (ns, dev) in [(h.alpha, h.alphaLink), (h.beta, h.betaLink)] {
             let r = try Tools.run("/usr/sbin/ip", ["netns", "exec", ns, "/usr/sbin/tc", "qdisc", "add", "dev", dev, "root", "tbf",
-                                                   "rate", "\(mbit)mbit", "burst", "32kbit", "latency", "400ms"])
+                                                   "rate", "\(mbit)mbit", "burst", "\(max(32, mbit * 5))kbit", "latency", "400ms"])
             guard r.status == 0 else { throw TestFailure("tc: \(r.err)") }
         }
     }
