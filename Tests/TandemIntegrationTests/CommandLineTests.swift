@@ -88,7 +88,8 @@ import Testing
     /// an operator never believes they are in force.
     @Test(arguments: [("net", "after-sb-0pri discard-zero-changes;", "after-sb-0pri discard-zero-changes is not supported"),
                       ("disk", "fencing resource-only;", "fencing resource-only is not supported: fencing is not supported"),
-                      ("net", "csums-alg sha1;", "csums-alg sha1 is not supported"),
+                      ("net", "data-integrity-alg sha1;", "data-integrity-alg sha1 is not supported"),
+                      ("net", "csums-alg nosuchdigest;", "csums-alg nosuchdigest: unknown digest algorithm 'nosuchdigest'"),
                       ("disk", "on-io-error detach; resync-after 3;", "on-io-error detach is not supported")])
     func unhonouredOptionsAreRefusedAtUp(section: String, options: String, message: String) throws {
         let c = try Cluster(section == "net" ? .init(size: 8 << 20, net: options) : .init(size: 8 << 20, disk: options))
@@ -150,10 +151,11 @@ import Testing
     }
 
     @Test func plannedVerbsSaySo() throws {
-        let r = try Tools.tandem("verify", "r0")
+        let r = try Tools.tandem("restore", "r0")
         #expect(r.status != 0 && r.err.contains("planned but not available"))
         let help = try Tools.tandem("--help")
-        for verb in ["create-md", "dump-md", "get-gi", "show-gi", "wipe-md", "dump", "up", "down", "primary", "status", "resync", "restore", "snapshot"] {
+        for verb in ["create-md", "dump-md", "get-gi", "show-gi", "wipe-md", "dump", "up", "down", "primary", "status", "resync",
+                     "verify", "invalidate", "invalidate-remote", "restore", "snapshot"] {
             #expect(help.out.contains("  \(verb) "), "help lacks \(verb)")
         }
     }

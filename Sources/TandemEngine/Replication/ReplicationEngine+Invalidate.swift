@@ -13,19 +13,7 @@ extension ReplicationEngine {
             emit(.adminDone(token: token, error: "this node is Primary: its disk cannot become Inconsistent under the application (make it Secondary first)"))
             return
         }
-        if link != nil && conn == .connected {
-            guard peerDisk == .upToDate else {
-                emit(.adminDone(token: token, error: "the peer's disk is \(peerDisk), not UpToDate: there is nothing to resync from"))
-                return
-            }
-            pendingAdmin = (token, .invalidate)
-            send(.stateChangeRequest(mask: StateWord.connMask, value: ConnectionState.startingSyncT.rawValue << 4, connectionWide: false))
-            return
-        }
-        guard link == nil else {
-            emit(.adminDone(token: token, error: "the connection is \(conn): try again once it is Connected or disconnected"))
-            return
-        }
+        if askPeerToStartSync(token, .invalidate) { return }
         markAllOutOfSync()
         disk = .inconsistent
         persistent.consistent = false
@@ -41,19 +29,7 @@ extension ReplicationEngine {
             emit(.adminDone(token: token, error: "the local disk is \(disk), not UpToDate: it cannot be the source"))
             return
         }
-        if link != nil && conn == .connected {
-            if peerRole == .primary {
-                emit(.adminDone(token: token, error: "the peer is Primary: its disk cannot become Inconsistent under its application"))
-                return
-            }
-            pendingAdmin = (token, .invalidateRemote)
-            send(.stateChangeRequest(mask: StateWord.connMask, value: ConnectionState.startingSyncS.rawValue << 4, connectionWide: false))
-            return
-        }
-        guard link == nil else {
-            emit(.adminDone(token: token, error: "the connection is \(conn): try again once it is Connected or disconnected"))
-            return
-        }
+        if askPeerToStartSync(token, .invalidateRemote) { return }
         // As DRBD: without a connection only a Primary can do it (the peer gets a resync when it
         // connects anyway; this makes it a full one).
         guard role == .primary else {
@@ -64,6 +40,30 @@ extension ReplicationEngine {
         if persistent.bitmap == 0 { newCurrentUUID() }
         log("invalidate-remote: every block is out of sync; the peer is resynced whole when it connects")
         emit(.adminDone(token: token, error: nil))
+    }
+
+    /// Connected: asks the peer for StartingSyncT (invalidate) or StartingSyncS
+    /// (invalidate-remote) in its view, or refuses. Returns false when there is no link, so the
+    /// verb acts on this node alone.
+    mutating func askPeerToStartSync(_ token: UInt64, _ cmd: AdminCommand) -> Bool {
+        guard link != nil else { return false }
+        let target = cmd == .invalidate
+        var why: String?
+        if conn != .connected {
+            why = "the connection is \(conn): try again once it is Connected or disconnected"
+        } else if target && peerDisk != .upToDate {
+            why = "the peer's disk is \(peerDisk), not UpToDate: there is nothing to resync from"
+        } else if !target && peerRole == .primary {
+            why = "the peer is Primary: its disk cannot become Inconsistent under its application"
+        }
+        if let why {
+            emit(.adminDone(token: token, error: why))
+            return true
+        }
+        pendingAdmin = (token, cmd)
+        let wanted: ConnectionState = target ? .startingSyncT : .startingSyncS
+        send(.stateChangeRequest(mask: StateWord.connMask, value: wanted.rawValue << 4, connectionWide: false))
+        return true
     }
 
     func invalidateRefusal() -> String? {
