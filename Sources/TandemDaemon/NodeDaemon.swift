@@ -279,7 +279,9 @@ public final class NodeDaemon: @unchecked Sendable {
         let token = nextID
         nextID += 1
         pendingAdmin[token] = done
-        if cmd == .connect || cmd == .resync { lastError = nil; transport.enable() }
+        var connects = cmd == .connect || cmd == .resync
+        if case .restore = cmd { connects = true }
+        if connects { lastError = nil; transport.enable() }
         feed(.admin(token: token, cmd))
     }
 

@@ -113,6 +113,9 @@ public struct ResourcePlan: Sendable {
             do { _ = try DigestAlgorithm(named: alg) } catch { throw ConfigError(nil, "\(r.name): \(name) \(alg): \(error)") }
         }
         st.csumsAfterCrashOnly = v("csums-after-crash-only", "net") == "yes"
+        // restore waits this long for the peer (DRBD's wfc-timeout; 0 there means forever,
+        // here the default bound of 60 s).
+        if let w = v("wfc-timeout", "startup").flatMap({ UInt64($0) }), w > 0 { st.restoreWaitMs = w * 1000 }
         st.resyncRateKiB = UInt32(Self.kib(v("resync-rate", "disk")) ?? 250)
         st.cPlanAhead = UInt32(v("c-plan-ahead", "disk").flatMap { UInt32($0) } ?? 20)
         st.cDelayTarget = UInt32(v("c-delay-target", "disk").flatMap { UInt32($0) } ?? 10)

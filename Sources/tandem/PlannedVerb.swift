@@ -4,7 +4,7 @@ import ArgumentParser
 /// in --help so operators see the whole surface, and each says plainly that it is not there.
 enum PlannedVerb {
     static let all: [ParsableCommand.Type] = [
-        Restore.self, Snapshot.self,
+        Snapshot.self,
     ]
 }
 
@@ -22,11 +22,6 @@ extension PlannedCommand {
         let verb = Self.configuration.commandName ?? "this verb"
         throw VerbFailure("'\(verb)' is planned but not available in this build yet")
     }
-}
-
-struct Restore: PlannedCommand {
-    static let configuration = CommandConfiguration(commandName: "restore", abstract: "(planned) Pull the data back from the peer.")
-    @OptionGroup var arguments: PlannedArguments
 }
 
 struct Snapshot: PlannedCommand {

@@ -103,3 +103,20 @@ struct SyncProgress {
         FileHandle.standardOutput.write(Data((line + "   ").utf8))
     }
 }
+
+/// `restore RES [--wait] [--discard-my-data]`: on the node whose data is lost or stale, pull it
+/// back from the peer: joins a resync from the peer, pulls every block when both hold the same
+/// data generation (a wiped or replaced disk), or connects and lets the UUIDs decide; refuses,
+/// with the reason, when the peer is not UpToDate or this node holds data the peer lacks
+/// (unless --discard-my-data). Returns once the node is SyncTarget; --wait follows it to the end.
+struct Restore: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "restore", abstract: "Pull this node's data back from the peer (it becomes the sync target).")
+    @OptionGroup var arguments: ResourceArguments
+    @Flag(help: "Return when the restore has ended; show its progress on a terminal.") var wait = false
+    @Flag(name: .customLong("discard-my-data"), help: "Throw away data only this node has.") var discardMyData = false
+
+    func run() throws {
+        _ = try arguments.client().request(["verb": "restore", "discard-my-data": discardMyData])
+        if wait { try SyncProgress(arguments: arguments).waitUntilInSync() }
+    }
+}

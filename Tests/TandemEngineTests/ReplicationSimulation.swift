@@ -654,6 +654,8 @@ struct ReplicationSimulation {
             // Promote node 0 (retried: a cut may lose the state-change request).
             if nodes[0].engine.status.role == .primary { promoted = true }
             if verifySeed && (i == 300 || i == 310) { corruptBlock() }
+            // One seed in twenty: restore on the secondary (joins a resync, or pulls everything).
+            if (seed % 20 == 3 || seed % 20 == 8) && i == 400 { try feed(1, .admin(token: adminToken, .restore(discardMyData: seed / 20 % 2 == 0))) }
             if invalidateSeed && i == 400 {
                 try feed(seed / 10 % 2 == 0 ? 1 : 0, .admin(token: adminToken, seed / 10 % 2 == 0 ? .invalidate : .invalidateRemote))
             }

@@ -14,7 +14,7 @@ import Testing
         guard !seeds.isEmpty else { return }
         var failures: [String] = []
         var totals = (orderChecks: 0, divergenceChecks: 0, alWaits: 0, versions: Set<Int>(), aheadResyncs: 0, readPauses: 0,
-                      congestionDisconnects: 0, compressedResyncs: 0, verifies: 0, csumsInSync: 0, invalidates: 0, compressedWrites: 0)
+                      congestionDisconnects: 0, compressedResyncs: 0, verifies: 0, csumsInSync: 0, invalidates: 0, compressedWrites: 0, restores: 0)
         var unresolvable = 0
         for seed in seeds {
             var sim = ReplicationSimulation(seed: seed)
@@ -52,6 +52,7 @@ import Testing
             totals.compressedWrites += sim.compressedWrites
             if sim.nodes.contains(where: { $0.engine.status.resyncSameBytes > 0 }) { totals.csumsInSync += 1 }
             totals.invalidates += sim.log.filter { $0.contains("every block out of sync, full resync") }.count
+            totals.restores += sim.log.filter { $0.contains("restore: the peer holds the same data generation") || $0.contains("restore --discard-my-data") }.count
         }
         #expect(failures.isEmpty, "replay with TANDEM_SIM_SEED=<seed>:\n\(failures.joined(separator: "\n"))")
         // The checks ran at all: a run that never checked write order or divergence, or in
@@ -70,6 +71,7 @@ import Testing
             #expect(totals.compressedWrites > 0, "no replicated write went LZ4-compressed")
             #expect(totals.csumsInSync > 0, "no resync found a block in sync by its digest")
             #expect(totals.invalidates > 0, "no invalidate or invalidate-remote ran")
+            #expect(totals.restores > 0, "no restore pulled the data back")
         }
     }
 }

@@ -151,7 +151,7 @@ import Testing
     }
 
     @Test func plannedVerbsSaySo() throws {
-        let r = try Tools.tandem("restore", "r0")
+        let r = try Tools.tandem("snapshot", "r0")
         #expect(r.status != 0 && r.err.contains("planned but not available"))
         let help = try Tools.tandem("--help")
         for verb in ["create-md", "dump-md", "get-gi", "show-gi", "wipe-md", "dump", "up", "down", "primary", "status", "resync",

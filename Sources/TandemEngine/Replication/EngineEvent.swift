@@ -53,6 +53,9 @@ public enum AdminCommand: Sendable, Equatable {
     case invalidate
     /// `invalidate-remote`: the peer's data is marked bad and resyncs from this node.
     case invalidateRemote
+    /// `restore [--discard-my-data]`: this node's data is lost or stale; it becomes the sync
+    /// target of the peer (done once it is SyncTarget).
+    case restore(discardMyData: Bool)
 }
 
 /// A disk operation on the backing device's data area (offsets in bytes). Writes, zeroes and
@@ -159,6 +162,8 @@ public struct EngineSettings: Sendable, Equatable {
     /// limits the resync.
     public var autoCompressBelowBytesPerSecond: UInt64 = 300_000_000
     public var congestionFillBytes: UInt64 = 0
+    /// How long `restore` waits for the peer to connect (startup wfc-timeout, else 60 s).
+    public var restoreWaitMs: UInt64 = 60_000
     public var congestionExtents = 1237
     /// The resync controller's parameters from these settings.
     public var controller: ResyncController.Parameters {

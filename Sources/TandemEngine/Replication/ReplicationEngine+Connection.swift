@@ -75,6 +75,7 @@ extension ReplicationEngine {
         }
         if let (token, cmd) = pendingAdmin {
             pendingAdmin = nil
+            if case .restore = cmd { restoreAdmin = nil }
             if cmd == .disconnect { conn = .standAlone; emit(.adminDone(token: token, error: nil)) }
             else { emit(.adminDone(token: token, error: "connection lost before the peer answered")) }
         }
@@ -270,6 +271,13 @@ extension ReplicationEngine {
             log("Split-Brain detected, manually solved. Sync from \(hg > 0 ? "this" : "peer") node")
         }
         if hg > 0 && disk <= .inconsistent { fail("I shall become SyncSource, but I am inconsistent!", standAlone: true); return }
+        if hg > 0, restoreAdmin != nil {
+            // `restore` on a node whose data the peer lacks: nothing moves until the operator
+            // says to throw it away.
+            fail("restore refused: this node holds data the peer does not have (it would be the sync source); `restore --discard-my-data` throws it away", standAlone: true)
+            finishRestore(lastError)
+            return
+        }
         if hg < 0 && role == .primary && disk >= .consistent {
             fail("I shall become SyncTarget, but I am primary!", standAlone: true); return
         }
@@ -369,6 +377,7 @@ extension ReplicationEngine {
             case -19: "the peer was changing its state at the same time; try again"
             default: "the peer refused the state change (\(rc))"
             }
+            if case .restore = cmd { restoreAdmin = nil }
             emit(.adminDone(token: token, error: why))
             return
         }
@@ -382,6 +391,10 @@ extension ReplicationEngine {
             guard conn == .connected, link != nil else { emit(.adminDone(token: token, error: "the connection changed to \(conn)")); return }
             enterStartingSync(target: cmd == .invalidate)
             emit(.adminDone(token: token, error: nil))
+        case .restore:
+            // Done once SyncTarget (checkRestoreAdmin).
+            guard conn == .connected, link != nil else { finishRestore("the connection changed to \(conn)"); return }
+            enterStartingSync(target: true)
         case .disconnect:
             emit(.dropLink(reason: "disconnect requested"))
             onLinkLost("disconnect requested")
@@ -461,6 +474,8 @@ extension ReplicationEngine {
             invalidateVerb(token)
         case .invalidateRemote:
             invalidateRemoteVerb(token)
+        case .restore(let discard):
+            restoreVerb(token, discardMyData: discard)
         }
     }
 

@@ -92,6 +92,10 @@ public struct ReplicationEngine: Sendable {
     /// `resync` waiting for the resync to run: its token, the link generation it started
     /// from, and when it gives up waiting for the peer.
     var resyncAdmin: (token: UInt64, generation: UInt64, deadlineMs: UInt64)?
+    /// `restore` waiting to be SyncTarget: its token, when it gives up waiting for the peer,
+    /// whether it may throw away data only this node has, and whether it asked the peer for a
+    /// full resync (StartingSyncT) yet.
+    var restoreAdmin: RestoreAdmin?
     /// Resync data moved (either direction) and its size after compression.
     var resyncDataBytes: UInt64 = 0
     var resyncWireBytes: UInt64 = 0
@@ -184,6 +188,7 @@ public struct ReplicationEngine: Sendable {
         }
         if resyncAdmin != nil { checkResyncAdmin() }
         if startingSyncDurableAt != nil { checkStartingSync() }
+        if restoreAdmin != nil { checkRestoreAdmin() }
         if gate.slotsMayHaveFreed { wakeSlotWaiters() }
         if !transferLogWaiting.isEmpty && loggedRequests < settings.transferLogLimit { wakeTransferLogWaiters() }
         updateReading()

@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+
+/// `restore` (#10 item 1): the data comes back from the peer.
+@Suite(.serialized) struct RestoreTests {
+    /// Writes 24 MiB of random data through alpha (Primary) and waits until beta has it.
+    func writeAndSync(_ c: Cluster) throws {
+        let src = c.dir + "/data.bin"
+        try Tools.run("/bin/sh", ["-c", "head -c \(24 << 20) /dev/urandom > \(src)"])
+        try #require(try Tools.run("/usr/bin/nbdcopy", [src, c.uri("alpha")]).status == 0)
+        try c.waitInSync()
+    }
+
+    /// alpha's data area wiped under unchanged meta-data (both hold the same generation by the
+    /// UUIDs): `restore --wait` pulls every block from beta and ends byte-identical.
+    @Test func wipedDataAreaComesBackWhole() throws {
+        let c = try Cluster(.init(size: 64 << 20))
+        defer { c.shutdown() }
+        try c.start()
+        try writeAndSync(c)
+        let size = try c.exportSize
+        let want = try c.dataHash("beta", bytes: size)
+        c.down("alpha")
+        try Tools.run("/bin/dd", ["if=/dev/zero", "of=\(c.disk("alpha"))", "bs=1M", "count=\(size >> 20)", "conv=notrunc,fsync"])
+        try c.up("alpha")
+        try c.wait("alpha", timeout: 30, "Connected") { $0["connection"] as? String == "Connected" }
+        #expect(try c.dataHash("alpha", bytes: size) != want)
+        let r = try c.tandem("alpha", "restore", "--wait", "r0")
+        #expect(r.status == 0, "\(r.err)")
+        #expect(c.log("alpha").contains("will sync \(size / 1024) KB"), "the restore did not pull the whole device")
+        #expect(try c.dataHash("alpha", bytes: size) == want)
+        let s = try c.status("alpha")
+        #expect(s["disk"] as? String == "UpToDate" && s["out-of-sync-kib"] as? Int == 0, "\(s)")
+    }
+
+    /// Data and meta-data lost (a new disk, create-md on it): `restore` joins the full resync
+    /// from the peer the UUIDs start, and waits for it with --wait.
+    @Test func replacedDiskJoinsTheFullResync() throws {
+        let c = try Cluster(.init(size: 64 << 20, disk: "c-max-rate 40M;"))
+        defer { c.shutdown() }
+        try c.start()
+        try writeAndSync(c)
+        let size = try c.exportSize
+        c.down("alpha")
+        try Tools.run("/usr/bin/truncate", ["-s", "0", c.disk("alpha")])
+        try Tools.run("/usr/bin/truncate", ["-s", "\(64 << 20)", c.disk("alpha")])
+        #expect(try c.tandem("alpha", "create-md", "--force", "r0").status == 0)
+        try c.up("alpha")
+        let r = try c.tandem("alpha", "restore", "--wait", "r0")
+        #expect(r.status == 0, "\(r.err)")
+        #expect(try c.dataHash("alpha", bytes: size) == c.dataHash("beta", bytes: size))
+    }
+
+    /// What restore refuses, with the reason, moving nothing: on a Primary; on the node the
+    /// peer resyncs from; when this node holds writes the peer lacks (until --discard-my-data,
+    /// which then pulls everything back); when the peer does not come within wfc-timeout.
+    @Test func refusals() throws {
+        let c = try Cluster(.init(size: 32 << 20, startup: "wfc-timeout 3;"))
+        defer { c.shutdown() }
+        try c.start()
+        let onPrimary = try c.tandem("alpha", "restore", "r0")
+        #expect(onPrimary.status != 0 && onPrimary.err.contains("Primary"), "\(onPrimary.err)")
+        // alpha writes while disconnected: it holds data beta lacks.
+        #expect(try c.tandem("alpha", "disconnect", "r0").status == 0)
+        try #require(try Tools.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0x3c 1M 1M", c.uri("alpha")]).status == 0)
+        #expect(try c.tandem("alpha", "secondary", "r0").status == 0)
+        let newer = try c.tandem("alpha", "restore", "r0")
+        #expect(newer.status != 0 && newer.err.contains("holds data the peer does not have"), "\(newer.err)")
+        #expect(try c.status("alpha")["connection"] as? String == "StandAlone")
+        // Nothing moved: beta still lacks the write.
+        let size = try c.exportSize
+        #expect(try c.dataHash("alpha", bytes: size) != c.dataHash("beta", bytes: size))
+        // --discard-my-data: alpha's disk is Inconsistent and every block comes from beta.
+        let discard = try c.tandem("alpha", "restore", "--wait", "--discard-my-data", "r0")
+        #expect(discard.status == 0, "\(discard.err)")
+        #expect(try c.dataHash("alpha", bytes: size) == c.dataHash("beta", bytes: size))
+        // No peer: beta down, alpha waits wfc-timeout (3 s) and says so.
+        #expect(try c.tandem("alpha", "disconnect", "r0").status == 0)
+        c.down("beta")
+        let t0 = Date()
+        let alone = try c.tandem("alpha", "restore", "r0")
+        #expect(alone.status != 0 && alone.err.contains("did not connect within 3 s"), "\(alone.err)")
+        #expect(Date().timeIntervalSince(t0) < 10)
+    }
+}
