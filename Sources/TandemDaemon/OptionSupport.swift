@@ -51,6 +51,19 @@ enum OptionSupport {
         Rule(section: "options", name: "on-no-data-accessible", honoured: only(nil, "io-error"), reason: "I/O is never suspended"),
     ]
 
+    /// `startup` and `handlers`: of startup only wfc-timeout is honoured (how long `restore`
+    /// waits for the peer); the others time drbdadm's wait-connect at boot, which Tandem does
+    /// not have, or promote at boot. Tandem runs no handler scripts. Either is refused at `up`.
+    static func checkStartupAndHandlers(resource: ConfigSections, common: ConfigSections?, name: String) throws {
+        let startup = resource.startup + (common?.startup ?? [])
+        if let o = startup.first(where: { $0.name != "wfc-timeout" }) {
+            throw ConfigError(nil, "\(name): startup option \(o.name) is not supported: only wfc-timeout is honoured (how long restore waits for the peer)")
+        }
+        if let o = (resource.handlers + (common?.handlers ?? [])).first {
+            throw ConfigError(nil, "\(name): handler \(o.name) is not supported: Tandem runs no handler scripts yet")
+        }
+    }
+
     /// The first option the resource asks for that Tandem does not honour, as a one-line
     /// error naming it, the value and why (and how many more there are).
     static func check(_ value: (_ name: String, _ section: String) -> String?, resource: String) throws {

@@ -95,6 +95,7 @@ public struct ResourcePlan: Sendable {
         }
         if let alg = cramHmacAlg { _ = try DigestAlgorithm(named: alg) }
         try OptionSupport.check(v, resource: r.name)
+        try OptionSupport.checkStartupAndHandlers(resource: r.sections, common: c.common, name: r.name)
         func policy(_ n: String) throws -> UInt32 {
             let names = ["disconnect", "discard-younger-primary", "discard-older-primary", "discard-zero-changes",
                          "discard-least-changes", "discard-local", "discard-remote", "consensus", "discard-secondary",

@@ -20,6 +20,7 @@ final class Cluster {
         var net = ""
         var disk = ""
         var startup = ""
+        var handlers = ""
         /// A node's backing device instead of a file in the cluster's folder (a loop device).
         var alphaDevice: String?
         var betaDevice: String?
@@ -76,7 +77,7 @@ final class Cluster {
         func resourceFile(_ proto: String, _ secret: String?) -> String {
             let auth = secret.map { " cram-hmac-alg sha256; shared-secret \"\($0)\";" } ?? ""
             let net = "net { protocol \(proto);\(auth) \(o.net) }" + (o.disk.isEmpty ? "" : "\n  disk { \(o.disk) }")
-                + (o.startup.isEmpty ? "" : "\n  startup { \(o.startup) }")
+                + (o.startup.isEmpty ? "" : "\n  startup { \(o.startup) }") + (o.handlers.isEmpty ? "" : "\n  handlers { \(o.handlers) }")
             return """
                 resource r0 {
                   \(net)

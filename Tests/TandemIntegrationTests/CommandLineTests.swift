@@ -90,9 +90,12 @@ import Testing
                       ("disk", "fencing resource-only;", "fencing resource-only is not supported: fencing is not supported"),
                       ("net", "data-integrity-alg sha1;", "data-integrity-alg sha1 is not supported"),
                       ("net", "csums-alg nosuchdigest;", "csums-alg nosuchdigest: unknown digest algorithm 'nosuchdigest'"),
-                      ("disk", "on-io-error detach; resync-after 3;", "on-io-error detach is not supported")])
+                      ("disk", "on-io-error detach; resync-after 3;", "on-io-error detach is not supported"),
+                      ("startup", "degr-wfc-timeout 60;", "startup option degr-wfc-timeout is not supported"),
+                      ("handlers", "split-brain \"/usr/lib/drbd/notify-split-brain.sh root\";", "handler split-brain is not supported")])
     func unhonouredOptionsAreRefusedAtUp(section: String, options: String, message: String) throws {
-        let c = try Cluster(section == "net" ? .init(size: 8 << 20, net: options) : .init(size: 8 << 20, disk: options))
+        let c = try Cluster(section == "net" ? .init(size: 8 << 20, net: options) : section == "disk" ? .init(size: 8 << 20, disk: options)
+                            : section == "startup" ? .init(size: 8 << 20, startup: options) : .init(size: 8 << 20, handlers: options))
         defer { c.shutdown() }
         let r = try c.tandem("alpha", "up", "r0")
         #expect(r.status != 0, "up accepted \(options)")

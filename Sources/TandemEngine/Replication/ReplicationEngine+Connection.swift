@@ -358,8 +358,8 @@ extension ReplicationEngine {
         send(.stateChangeReply(retcode: rc, connectionWide: connectionWide), .meta)
         switch enter {
         case .verifyT?: startVerifyAsTarget()
-        case .startingSyncS?: enterStartingSync(target: false)
-        case .startingSyncT?: enterStartingSync(target: true)
+        case .startingSyncS?: enterStartingSync(target: false, byPeer: true)
+        case .startingSyncT?: enterStartingSync(target: true, byPeer: true)
         default: break
         }
     }

@@ -80,7 +80,8 @@ extension ReplicationEngine {
     }
 
     /// StartingSyncS/T: every bit set and written; the resync starts once that is durable.
-    mutating func enterStartingSync(target: Bool) {
+    /// `byPeer`: the peer asked (its invalidate or invalidate-remote), not this node's operator.
+    mutating func enterStartingSync(target: Bool, byPeer: Bool = false) {
         conn = target ? .startingSyncT : .startingSyncS
         _ = bitmap.set(0..<bitmap.bitCount)
         if target {
@@ -88,7 +89,12 @@ extension ReplicationEngine {
             persistent.consistent = false
             persist()
         }
-        log("\(target ? "invalidate" : "invalidate-remote"): every block out of sync, full resync \(target ? "from" : "to") the peer")
+        switch (target, byPeer) {
+        case (true, false): log("invalidate: every block out of sync, full resync from the peer")
+        case (false, false): log("invalidate-remote: every block out of sync, full resync to the peer")
+        case (false, true): log("the peer invalidated its data: every block out of sync, full resync to it")
+        case (true, true): log("the peer invalidated this node's data: every block out of sync, full resync from it")
+        }
         startingSyncDurableAt = writeBackBitmap() ?? lane.doneSeq
         sendState()
         checkStartingSync()
