@@ -14,13 +14,19 @@ extension ReplicationEngine {
             return
         }
         if askPeerToStartSync(token, .invalidate) { return }
+        invalidateLocally("invalidate")
+        emit(.adminDone(token: token, error: nil))
+    }
+
+    /// Disconnected: every block marked, the disk Inconsistent (on disk too), so the next
+    /// connection resyncs it whole from the peer.
+    mutating func invalidateLocally(_ verb: String) {
         markAllOutOfSync()
         disk = .inconsistent
         persistent.consistent = false
         persistent.wasUpToDate = false
         persist()
-        log("invalidate: every block is out of sync and the disk Inconsistent until a resync from the peer")
-        emit(.adminDone(token: token, error: nil))
+        log("\(verb): every block is out of sync and the disk Inconsistent until a resync from the peer")
     }
 
     mutating func invalidateRemoteVerb(_ token: UInt64) {

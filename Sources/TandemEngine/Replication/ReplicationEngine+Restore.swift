@@ -30,14 +30,7 @@ extension ReplicationEngine {
         if verify != nil || conn == .startingSyncS { refuse("a verify or invalidate-remote is running (\(conn))"); return }
         restoreAdmin = RestoreAdmin(token: token, deadlineMs: nowMs &+ settings.restoreWaitMs, discardMyData: discardMyData)
         if link == nil {
-            if discardMyData {
-                markAllOutOfSync()
-                disk = .inconsistent
-                persistent.consistent = false
-                persistent.wasUpToDate = false
-                persist()
-                log("restore --discard-my-data: every block out of sync, the disk Inconsistent until the resync from the peer")
-            }
+            if discardMyData { invalidateLocally("restore --discard-my-data") }
             if conn == .standAlone { conn = .wfConnection; lastError = nil }
         }
         checkRestoreAdmin()
