@@ -82,4 +82,35 @@ import Testing
         #expect(alone.status != 0 && alone.err.contains("did not connect within 3 s"), "\(alone.err)")
         #expect(Date().timeIntervalSince(t0) < 10)
     }
+
+    /// A restore cut at about half way by kill -9 of either node resumes with the rest after
+    /// restart (the bitmap reaches the disk as blocks arrive), never from zero.
+    @Test(arguments: ["alpha", "beta"]) func killedHalfWayResumes(victim: String) throws {
+        let c = try Cluster(.init(size: 160 << 20, disk: "c-max-rate 24M; c-plan-ahead 0; resync-rate 24M;"))
+        defer { c.shutdown() }
+        try c.start()
+        try writeAndSync(c)
+        let size = try c.exportSize
+        c.down("alpha")
+        try Tools.run("/bin/dd", ["if=/dev/zero", "of=\(c.disk("alpha"))", "bs=1M", "count=\(size >> 20)", "conv=notrunc,fsync"])
+        try c.up("alpha")
+        try c.wait("alpha", timeout: 30, "Connected") { $0["connection"] as? String == "Connected" }
+        #expect(try c.tandem("alpha", "restore", "r0").status == 0)
+        let total = size / 1024
+        try c.wait("alpha", timeout: 30, "half the restore") { s in
+            s["connection"] as? String == "SyncTarget" && (s["out-of-sync-kib"] as? Int ?? total) <= total / 2
+        }
+        let pid = try #require(c.pid(victim))
+        try #require(kill(pid, SIGKILL) == 0)
+        while kill(pid, 0) == 0 { usleep(20_000) }
+        try c.up(victim)
+        // restore again on alpha: it joins the resync the reconnect starts.
+        let r = try c.tandem("alpha", "restore", "--wait", "r0")
+        #expect(r.status == 0, "\(r.err)")
+        let sizes = c.log("alpha").matches(of: /Began resync as SyncTarget \(will sync (\d+) KB/).compactMap { Int($0.1) }
+        let second = try #require(sizes.last)
+        #expect(Double(second) <= 0.6 * Double(total), "after the kill the restore moved \(second) KB of \(total) KB")
+        print("restore (\(victim) killed half way): \(second) KB of \(total) KB after restart")
+        #expect(try c.dataHash("alpha", bytes: size) == c.dataHash("beta", bytes: size))
+    }
 }
