@@ -4,21 +4,24 @@ import Testing
 /// LZ4 on pages of real databases (#9): PostgreSQL after pgbench and a SQLite table of orders
 /// with text columns and an index, made by Helpers/database-pages.sh.
 @Suite(.serialized) struct DatabaseCompressionTests {
-    /// The pages, made once per test run.
-    static let pages: String = {
+    /// The pages, made once per test run, and what the script said if it failed.
+    static let made: (dir: String, error: String) = {
         let dir = NSTemporaryDirectory() + "tandem-database-pages"
+        var error = ""
         if !FileManager.default.fileExists(atPath: dir + "/sqlite.pages") {
-            _ = try? Tools.run("/bin/sh", [Tools.helpers + "/database-pages.sh", dir])
+            let r = try? Tools.run("/bin/sh", [Tools.helpers + "/database-pages.sh", dir])
+            if r?.status != 0 { error = "database-pages.sh failed: \(r?.err ?? "did not run")" }
         }
-        return dir
+        return (dir, error)
     }()
+    static var pages: String { made.dir }
 
     /// 1 GiB disks, 1% of the 4 KiB blocks (at random) written with database pages while
     /// disconnected; with `compression lz4` the resync moves at most 0.3x the dirty bytes for
     /// PostgreSQL and 0.6x for SQLite (kernel counters of beta's connections).
     @Test(arguments: [("postgres", 0.3), ("sqlite", 0.6)]) func resyncOfDatabasePages(database: String, limit: Double) throws {
         let file = Self.pages + "/\(database).pages"
-        try #require(FileManager.default.fileExists(atPath: file), "database-pages.sh made no \(file)")
+        try #require(FileManager.default.fileExists(atPath: file), "no \(file): \(Self.made.error)")
         let c = try Cluster(.init(size: 1 << 30, net: "compression lz4;"))
         defer { c.shutdown() }
         try c.start()
@@ -42,7 +45,7 @@ import Testing
     /// barrier ack (writes-in-flight 0 on alpha).
     @Test func protocolAOverA100MbitLinkIsFasterCompressed() throws {
         let file = Self.pages + "/postgres.pages"
-        try #require(FileManager.default.fileExists(atPath: file))
+        try #require(FileManager.default.fileExists(atPath: file), "no \(file): \(Self.made.error)")
         let src = NSTemporaryDirectory() + "tandem-pg-48M.bin"
         try Tools.run("/bin/sh", ["-c", "head -c \(48 << 20) \(file) > \(src)"])
         var seconds: [String: Double] = [:]
