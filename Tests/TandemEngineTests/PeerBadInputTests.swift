@@ -13,7 +13,6 @@ struct EnginePair {
     var sentReports: [(Int, UInt64)] = []
     var linkUp = false
     var drops: [String] = []
-    var logs: [[String]] = [[], []]
     /// Packets held back instead of delivered (by the receiving node's test predicate).
     var hold: (Int, Packet) -> Bool = { _, _ in false }
     var held: [(Int, Packet, Socket)] = []
@@ -47,7 +46,6 @@ struct EnginePair {
             case .dropLink(let why):
                 drops.append("node \(n): \(why)")
                 cut()
-            case .log(let s): logs[n].append(s)
             default: break
             }
         }

@@ -11,6 +11,15 @@ import Testing
         try c.waitInSync()
     }
 
+    /// A node's data area zeroed while it is down (its meta-data unchanged), then up again and
+    /// Connected.
+    func wipeDataArea(_ c: Cluster, _ node: String, bytes: Int) throws {
+        c.down(node)
+        try Tools.run("/bin/dd", ["if=/dev/zero", "of=\(c.disk(node))", "bs=1M", "count=\(bytes >> 20)", "conv=notrunc,fsync"])
+        try c.up(node)
+        try c.wait(node, timeout: 30, "Connected") { $0["connection"] as? String == "Connected" }
+    }
+
     /// alpha's data area wiped under unchanged meta-data (both hold the same generation by the
     /// UUIDs): `restore --wait` pulls every block from beta and ends byte-identical.
     @Test func wipedDataAreaComesBackWhole() throws {
@@ -20,10 +29,7 @@ import Testing
         try writeAndSync(c)
         let size = try c.exportSize
         let want = try c.dataHash("beta", bytes: size)
-        c.down("alpha")
-        try Tools.run("/bin/dd", ["if=/dev/zero", "of=\(c.disk("alpha"))", "bs=1M", "count=\(size >> 20)", "conv=notrunc,fsync"])
-        try c.up("alpha")
-        try c.wait("alpha", timeout: 30, "Connected") { $0["connection"] as? String == "Connected" }
+        try wipeDataArea(c, "alpha", bytes: size)
         #expect(try c.dataHash("alpha", bytes: size) != want)
         let r = try c.tandem("alpha", "restore", "--wait", "r0")
         #expect(r.status == 0, "\(r.err)")
@@ -91,10 +97,7 @@ import Testing
         try c.start()
         try writeAndSync(c)
         let size = try c.exportSize
-        c.down("alpha")
-        try Tools.run("/bin/dd", ["if=/dev/zero", "of=\(c.disk("alpha"))", "bs=1M", "count=\(size >> 20)", "conv=notrunc,fsync"])
-        try c.up("alpha")
-        try c.wait("alpha", timeout: 30, "Connected") { $0["connection"] as? String == "Connected" }
+        try wipeDataArea(c, "alpha", bytes: size)
         #expect(try c.tandem("alpha", "restore", "r0").status == 0)
         let total = size / 1024
         try c.wait("alpha", timeout: 30, "half the restore") { s in
