@@ -180,6 +180,20 @@ final class Cluster {
         throw TestFailure("\(node): timed out waiting for \(what); last status \(last)")
     }
 
+    /// Pauses the running resync (pause-sync on `node`) and waits until neither node has a
+    /// bitmap change that is not on disk yet: a kill -9 then finds on disk the progress the
+    /// status showed, however slow the machine's fsync is.
+    func pauseUntilBitmapsAreDurable(on node: String) throws {
+        let r = try tandem(node, "pause-sync", "r0")
+        guard r.status == 0 else { throw TestFailure("pause-sync on \(node): \(r.err)") }
+        for n in nodes {
+            try wait(n, timeout: 60, "the bitmap on disk") { s in
+                s["connection"] as? String != "SyncSource" && s["connection"] as? String != "SyncTarget"
+                    && s["bitmap-unwritten-pages"] as? Int == 0
+            }
+        }
+    }
+
     func waitInSync(timeout: Double = 120) throws {
         for n in nodes {
             try wait(n, timeout: timeout, "Connected UpToDate/UpToDate") { s in

@@ -103,10 +103,14 @@ import Testing
         try c.wait("alpha", timeout: 30, "half the restore") { s in
             s["connection"] as? String == "SyncTarget" && (s["out-of-sync-kib"] as? Int ?? total) <= total / 2
         }
+        // Held at half way until both bitmaps are on disk (how soon the writeback lands
+        // depends on the machine's fsync latency; the kill must find it there).
+        try c.pauseUntilBitmapsAreDurable(on: "alpha")
         let pid = try #require(c.pid(victim))
         try #require(kill(pid, SIGKILL) == 0)
         while kill(pid, 0) == 0 { usleep(20_000) }
         try c.up(victim)
+        if victim == "beta" { #expect(try c.tandem("alpha", "resume-sync", "r0").status == 0) }
         // restore again on alpha: it joins the resync the reconnect starts.
         let r = try c.tandem("alpha", "restore", "--wait", "r0")
         #expect(r.status == 0, "\(r.err)")

@@ -73,10 +73,13 @@ import Testing
             let left = s["out-of-sync-kib"] as? Int ?? total
             return s["connection"] as? String == "SyncTarget" && left <= total / 2
         }
+        // Held there until both bitmaps are on disk (the writeback's pace is the machine's fsync).
+        try c.pauseUntilBitmapsAreDurable(on: "beta")
         let pid = try #require(c.pid(victim))
         try #require(kill(pid, SIGKILL) == 0)
         while kill(pid, 0) == 0 { usleep(20_000) }
         try c.up(victim)
+        if victim == "alpha" { #expect(try c.tandem("beta", "resume-sync", "r0").status == 0) }
         try c.waitInSync(timeout: 120)
         // The second resync's size, from the source's log.
         let sizes = c.log("alpha").matches(of: /Began resync as SyncSource \(will sync (\d+) KB\)/).compactMap { Int($0.1) }

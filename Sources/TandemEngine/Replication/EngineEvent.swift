@@ -227,4 +227,8 @@ public struct EngineStatus: Sendable, Equatable {
     public var verifyDoneBits: UInt64 = 0
     public var verifyFoundBits: UInt64 = 0
     public var verifyResumeSector: UInt64?
+    /// Bitmap pages changed in memory whose change is not yet durable on disk (changed, or
+    /// written by a meta-data write still queued or in flight): what a crash now would lose
+    /// of the bitmap (a resync then moves more, never less, than needed).
+    public var bitmapPagesUnwritten: Int = 0
 }

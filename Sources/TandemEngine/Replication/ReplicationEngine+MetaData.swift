@@ -5,6 +5,8 @@ import TandemCodecs
 struct MetaDataLane: Sendable {
     var queue: [(seq: UInt64, op: MetaDataOperation)] = []
     var inFlight: (token: UInt64, seq: UInt64)?
+    /// The bitmap pages the write in flight carries (none for other writes).
+    var inFlightPages = 0
     var nextSeq: UInt64 = 1
     /// Every operation up to this one is durable.
     var doneSeq: UInt64 = 0
@@ -61,6 +63,7 @@ extension ReplicationEngine {
         nextToken += 1
         diskPurpose[token] = .metaData(seq: seq)
         lane.inFlight = (token, seq)
+        if case .bitmapPages(let pages, _) = op { lane.inFlightPages = pages.count } else { lane.inFlightPages = 0 }
         emit(.metaData(token: token, op))
     }
 
@@ -100,6 +103,14 @@ extension ReplicationEngine {
     }
 
     // MARK: the bitmap
+
+    /// Pages whose change is not durable yet: changed since captured, or in a write not done.
+    var bitmapPagesUnwritten: Int {
+        let queued = lane.queue.reduce(0) { n, e in
+            if case .bitmapPages(let pages, _) = e.op { n + pages.count } else { n }
+        }
+        return bitmap.dirtyPages.count + queued + (lane.inFlight == nil ? 0 : lane.inFlightPages)
+    }
 
     /// Sets the bits of a byte range (partial blocks included).
     mutating func setBits(offset: UInt64, length: UInt64) {

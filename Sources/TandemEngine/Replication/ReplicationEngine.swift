@@ -146,7 +146,8 @@ public struct ReplicationEngine: Sendable {
                      verifyTotalBits: verify?.totalBits ?? lastVerify?.totalBits ?? 0,
                      verifyDoneBits: verify?.doneBits ?? lastVerify?.totalBits ?? 0,
                      verifyFoundBits: verify?.foundBits ?? lastVerify?.foundBits ?? 0,
-                     verifyResumeSector: verifyResumeBit.map { $0 * 8 })
+                     verifyResumeSector: verifyResumeBit.map { $0 * 8 },
+                     bitmapPagesUnwritten: bitmapPagesUnwritten)
     }
 
     var sizeBytes: UInt64 { sizeSectors * 512 }
