@@ -76,7 +76,7 @@ final class ControlHandler: ChannelInboundHandler, @unchecked Sendable {
             send(context, o)
         case "primary": d.admin(.primary(force: obj["force"] as? Bool ?? false), done: reply)
         case "secondary": d.admin(.secondary, done: reply)
-        case "connect": d.admin(.connect, done: reply)
+        case "connect": d.admin(obj["discard-my-data"] as? Bool == true ? .connectDiscardingMyData : .connect, done: reply)
         case "disconnect": d.admin(.disconnect, done: reply)
         case "resync": d.admin(.resync, done: reply)
         case "pause-sync": d.admin(.pauseSync, done: reply)

@@ -23,6 +23,8 @@ public final class NodeDaemon: @unchecked Sendable {
     let store: MetaDataStore
     var engine: ReplicationEngine
     var transport: PeerTransport!
+    lazy var handlers = HandlerRunner(commands: plan.handlers, environment: plan.handlerEnvironment, loop: loop,
+                                      log: { [unowned self] in self.log($0) })
     var nbd: NBDServer?
     /// The kernel NBD client, when the device is `/dev/nbdN`.
     var kernelClient: KernelNBDClient?
@@ -242,6 +244,7 @@ public final class NodeDaemon: @unchecked Sendable {
         case .adminDone(let token, let error):
             pendingAdmin.removeValue(forKey: token)?(error)
         case .log(let s): log(s)
+        case .runHandler(let h): handlers.run(h)
         }
     }
 
@@ -279,7 +282,7 @@ public final class NodeDaemon: @unchecked Sendable {
         let token = nextID
         nextID += 1
         pendingAdmin[token] = done
-        var connects = cmd == .connect || cmd == .resync
+        var connects = cmd == .connect || cmd == .connectDiscardingMyData || cmd == .resync
         if case .restore = cmd { connects = true }
         if connects { lastError = nil; transport.enable() }
         feed(.admin(token: token, cmd))

@@ -1,4 +1,5 @@
 import TandemCodecs
+import TandemEngine
 
 /// Which values of DRBD's resource options Tandem honours. The file is refused at `up` when it
 /// asks for anything else, with the reason, so an operator never believes an option is in force
@@ -37,14 +38,8 @@ enum OptionSupport {
         Rule(section: "net", name: "alternate-peer-address", honoured: only(nil), reason: "alternate addresses are not supported"),
         Rule(section: "net", name: "unplug-watermark", honoured: only(nil, "128"), reason: "it tunes kernel request plugging and has no meaning here"),
         Rule(section: "net", name: "allow-two-primaries", honoured: only(nil, "no"), reason: "two primaries are not supported"),
-        Rule(section: "net", name: "after-sb-0pri", honoured: only(nil, "disconnect"),
-             reason: "of the split-brain policies only disconnect is supported (resolve with discard-my-data)"),
-        Rule(section: "net", name: "after-sb-1pri", honoured: only(nil, "disconnect"),
-             reason: "of the split-brain policies only disconnect is supported (resolve with discard-my-data)"),
-        Rule(section: "net", name: "after-sb-2pri", honoured: only(nil, "disconnect"),
-             reason: "of the split-brain policies only disconnect is supported (resolve with discard-my-data)"),
-        Rule(section: "net", name: "always-asbp", honoured: only(nil, "no"), reason: "split-brain policies apply only as disconnect"),
-        Rule(section: "net", name: "rr-conflict", honoured: only(nil, "disconnect"), reason: "only disconnect is supported"),
+        Rule(section: "net", name: "rr-conflict", honoured: only(nil, "disconnect"),
+             reason: "only disconnect is supported (a Primary never becomes a sync target under its application)"),
         Rule(section: "net", name: "data-integrity-alg", honoured: only(nil, ""), reason: "data integrity digests are not supported yet"),
         Rule(section: "net", name: "socket-check-timeout", honoured: only(nil, "0"), reason: "it is not supported"),
         Rule(section: "options", name: "cpu-mask", honoured: only(nil, ""), reason: "CPU pinning is not supported"),
@@ -53,14 +48,16 @@ enum OptionSupport {
 
     /// `startup` and `handlers`: of startup only wfc-timeout is honoured (how long `restore`
     /// waits for the peer); the others time drbdadm's wait-connect at boot, which Tandem does
-    /// not have, or promote at boot. Tandem runs no handler scripts. Either is refused at `up`.
+    /// not have, or promote at boot. Of the handlers Tandem calls those of split brain
+    /// (`Handler`). Anything else is refused at `up`.
     static func checkStartupAndHandlers(resource: ConfigSections, common: ConfigSections?, name: String) throws {
         let startup = resource.startup + (common?.startup ?? [])
         if let o = startup.first(where: { $0.name != "wfc-timeout" }) {
             throw ConfigError(nil, "\(name): startup option \(o.name) is not supported: only wfc-timeout is honoured (how long restore waits for the peer)")
         }
-        if let o = (resource.handlers + (common?.handlers ?? [])).first {
-            throw ConfigError(nil, "\(name): handler \(o.name) is not supported: Tandem runs no handler scripts yet")
+        if let o = (resource.handlers + (common?.handlers ?? [])).first(where: { Handler(rawValue: $0.name) == nil }) {
+            let called = Handler.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ConfigError(nil, "\(name): handler \(o.name) is not supported: Tandem calls only \(called)")
         }
     }
 

@@ -65,6 +65,10 @@ public struct ResourcePlan: Sendable {
     public var receiveBufferBytes: Int
     /// net connect-int: the longest wait between connection attempts, in seconds.
     public var connectIntervalSeconds: Int
+    /// The handlers the resource file configures (resource first, then common).
+    public var handlers: [Handler: String] = [:]
+    /// What a handler finds in its environment, as drbdadm sets it.
+    public var handlerEnvironment: [String: String] = [:]
 
     public init(_ local: LocalResource, runDir: String) throws {
         let r = local.resource, c = local.config
@@ -96,17 +100,33 @@ public struct ResourcePlan: Sendable {
         if let alg = cramHmacAlg { _ = try DigestAlgorithm(named: alg) }
         try OptionSupport.check(v, resource: r.name)
         try OptionSupport.checkStartupAndHandlers(resource: r.sections, common: c.common, name: r.name)
-        func policy(_ n: String) throws -> UInt32 {
-            let names = ["disconnect", "discard-younger-primary", "discard-older-primary", "discard-zero-changes",
-                         "discard-least-changes", "discard-local", "discard-remote", "consensus", "discard-secondary",
-                         "call-pri-lost-after-sb", "violently-as0p"]
-            let val = v(n, "net") ?? "disconnect"
-            guard let i = names.firstIndex(of: val) else { throw ConfigError(nil, "\(r.name): unknown \(n) policy \(val)") }
-            return UInt32(i)
+        func policy(_ n: String, _ allowed: Set<AfterSplitBrain>) throws -> UInt32 {
+            var val = v(n, "net") ?? "disconnect"
+            // discard-node-NAME, as drbdadm turns it: discard-local on NAME, discard-remote on its peer.
+            if val.hasPrefix("discard-node-") {
+                let named = String(val.dropFirst("discard-node-".count))
+                if local.host.names.contains(named) { val = "discard-local" }
+                else if p.names.contains(named) { val = "discard-remote" }
+                else { throw ConfigError(nil, "\(r.name): \(n) \(val): \(named) is not a host of this resource") }
+            }
+            guard let i = AfterSplitBrain.names.firstIndex(of: val), let a = AfterSplitBrain(rawValue: UInt32(i)), allowed.contains(a) else {
+                throw ConfigError(nil, "\(r.name): \(val) is not a policy for \(n)")
+            }
+            return a.rawValue
         }
-        st.afterSB0p = try policy("after-sb-0pri")
-        st.afterSB1p = try policy("after-sb-1pri")
-        st.afterSB2p = try policy("after-sb-2pri")
+        st.afterSB0p = try policy("after-sb-0pri", AfterSplitBrain.zeroPrimaries)
+        st.afterSB1p = try policy("after-sb-1pri", AfterSplitBrain.onePrimary)
+        st.afterSB2p = try policy("after-sb-2pri", AfterSplitBrain.twoPrimaries)
+        st.alwaysAsbp = v("always-asbp", "net") == "yes"
+        for o in r.sections.handlers + (c.common?.handlers ?? []) {
+            if let h = Handler(rawValue: o.name), handlers[h] == nil, let cmd = o.value { handlers[h] = cmd }
+        }
+        handlerEnvironment = [
+            "DRBD_RESOURCE": r.name, "DRBD_VOLUME": "0", "DRBD_MINOR": "\(local.volume.device?.minor ?? 0)",
+            "DRBD_BACKING_DEV": local.diskPath, "DRBD_PEER": peerName, "DRBD_PEERS": peerName,
+            "DRBD_PEER_ADDRESS": peerAddr.host, "DRBD_PEER_AF": "ipv4",
+            "DRBD_MY_ADDRESS": myAddr.host, "DRBD_MY_AF": "ipv4", "DRBD_NODE_NAME": local.node,
+        ]
         st.discardMyData = v("discard-my-data", "net") == "yes"
         st.verifyAlg = v("verify-alg", "net") ?? ""
         st.csumsAlg = v("csums-alg", "net") ?? ""

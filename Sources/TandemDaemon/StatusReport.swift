@@ -71,6 +71,7 @@ public struct StatusReport: Sendable {
         if let e = etaSeconds { o["eta-seconds"] = Int(e.rounded(.up)) }
         if let e = lastError ?? status.lastError { o["last-error"] = e }
         if let e = status.diskError { o["disk-error"] = e }
+        if status.splitBrain { o["split-brain"] = true }
         return o
     }
 
@@ -96,6 +97,9 @@ public struct StatusReport: Sendable {
         }
         if let oos = r["out-of-sync-kib"] as? Int, oos > 0 { out += " out-of-sync:\(oos)k" }
         if let e = r["last-error"] as? String { out += "\n  last-error: \(e)" }
+        if r["split-brain"] as? Bool == true {
+            out += "\n  split-brain: unresolved; on the node whose changes are to be dropped: secondary, connect --discard-my-data"
+        }
         return out
     }
 }

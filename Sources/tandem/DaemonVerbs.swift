@@ -123,7 +123,9 @@ struct Secondary: ParsableCommand {
 struct Connect: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "connect", abstract: "Connect to the peer (leave StandAlone).")
     @OptionGroup var arguments: ResourceArguments
-    func run() throws { _ = try arguments.client().request(["verb": "connect"]) }
+    @Flag(name: .customLong("discard-my-data"),
+          help: "After a split brain: this node's changes are thrown away and it resyncs from the peer.") var discardMyData = false
+    func run() throws { _ = try arguments.client().request(["verb": "connect", "discard-my-data": discardMyData]) }
 }
 
 struct Disconnect: ParsableCommand {

@@ -370,6 +370,7 @@ struct ReplicationSimulation {
         case .adminDone(let token, let err):
             adminResults[token] = err ?? ""
             if let err { log.append("admin on \(n): \(err)") }
+        case .runHandler(let h): log.append("[\(n)] handler \(h.rawValue)")
         case .log(let s):
             if s.hasPrefix("Online verify done") { verifiesDone[n] += 1 }
             log.append("[\(n)] \(s)")

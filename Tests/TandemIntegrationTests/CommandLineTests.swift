@@ -86,13 +86,14 @@ import Testing
 
     /// Options Tandem does not honour are refused at `up`, naming the option, its value and why;
     /// an operator never believes they are in force.
-    @Test(arguments: [("net", "after-sb-0pri discard-zero-changes;", "after-sb-0pri discard-zero-changes is not supported"),
+    @Test(arguments: [("net", "rr-conflict violently;", "rr-conflict violently is not supported"),
+                      ("net", "after-sb-0pri discard-node-gamma;", "after-sb-0pri discard-node-gamma: gamma is not a host of this resource"),
                       ("disk", "fencing resource-only;", "fencing resource-only is not supported: fencing is not supported"),
                       ("net", "data-integrity-alg sha1;", "data-integrity-alg sha1 is not supported"),
                       ("net", "csums-alg nosuchdigest;", "csums-alg nosuchdigest: unknown digest algorithm 'nosuchdigest'"),
                       ("disk", "on-io-error detach; resync-after 3;", "on-io-error detach is not supported"),
                       ("startup", "degr-wfc-timeout 60;", "startup option degr-wfc-timeout is not supported"),
-                      ("handlers", "split-brain \"/usr/lib/drbd/notify-split-brain.sh root\";", "handler split-brain is not supported")])
+                      ("handlers", "local-io-error \"/usr/lib/drbd/notify-io-error.sh\";", "handler local-io-error is not supported: Tandem calls only")])
     func unhonouredOptionsAreRefusedAtUp(section: String, options: String, message: String) throws {
         let c = try Cluster(section == "net" ? .init(size: 8 << 20, net: options) : section == "disk" ? .init(size: 8 << 20, disk: options)
                             : section == "startup" ? .init(size: 8 << 20, startup: options) : .init(size: 8 << 20, handlers: options))

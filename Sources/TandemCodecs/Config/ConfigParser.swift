@@ -174,7 +174,10 @@ public struct ConfigParser {
                     throw ConfigError(loc, "\(name) \(values[0]) => \(n)\(u) out of range [\(lo)..\(hi)]\(u).")
                 }
             case .choice(let allowed):
-                guard values.count == 1, allowed.contains(values[0]) else {
+                // drbdadm's discard-node-NAME (discard-local on NAME, discard-remote on its peer).
+                let nodeName = name == "after-sb-0pri" && values.count == 1 && values[0].hasPrefix("discard-node-")
+                    && values[0].count > "discard-node-".count
+                guard values.count == 1, allowed.contains(values[0]) || nodeName else {
                     throw ConfigError(loc, "'\(name)' must be one of \(allowed.joined(separator: ", ")); got '\(values.joined(separator: " "))'")
                 }
             case .string:

@@ -38,6 +38,9 @@ public enum AdminCommand: Sendable, Equatable {
     case secondary
     case disconnect
     case connect
+    /// `connect --discard-my-data`: this connection's handshake resolves a split brain by
+    /// making this node the sync target (DRBD's one-shot DISCARD_MY_DATA flag).
+    case connectDiscardingMyData
     /// Stop accepting application I/O and report when nothing is in flight (for `down`).
     case drain
     /// Resync every block marked out of sync now (connecting first when disconnected); done
@@ -93,6 +96,18 @@ public enum EngineAction: Sendable {
     case adminDone(token: UInt64, error: String?)
     /// Something an operator wants in the log and in `events`.
     case log(String)
+    /// Run the resource file's handler of this name, if one is configured (DRBD's helpers).
+    case runHandler(Handler)
+}
+
+/// The handlers (resource file `handlers`) the engine calls, as DRBD's kernel calls its helpers.
+public enum Handler: String, Sendable, CaseIterable {
+    /// A split brain was detected, resolved or not.
+    case initialSplitBrain = "initial-split-brain"
+    /// A split brain was detected and the policies did not resolve it: the connection is dropped.
+    case splitBrain = "split-brain"
+    /// call-pri-lost-after-sb: this Primary lost and could not give up its role.
+    case priLostAfterSB = "pri-lost-after-sb"
 }
 
 /// The parts of the meta-data the engine changes and the daemon must write to the superblock.
@@ -118,6 +133,9 @@ public struct EngineSettings: Sendable, Equatable {
     /// 1 = A, 2 = B, 3 = C.
     public var wireProtocol: UInt32 = 3
     public var afterSB0p: UInt32 = 0, afterSB1p: UInt32 = 0, afterSB2p: UInt32 = 0
+    /// net always-asbp: apply the after-sb policies also when the UUIDs only show a history
+    /// match (rule 100), with a full sync.
+    public var alwaysAsbp = false
     public var discardMyData = false
     public var verifyAlg = "", csumsAlg = "", integrityAlg = ""
     /// csums-after-crash-only: digests are compared only in the resync after a crashed primary.
@@ -231,4 +249,7 @@ public struct EngineStatus: Sendable, Equatable {
     /// written by a meta-data write still queued or in flight): what a crash now would lose
     /// of the bitmap (a resync then moves more, never less, than needed).
     public var bitmapPagesUnwritten: Int = 0
+    /// The last handshake found a split brain the policies did not resolve (cleared by the
+    /// next handshake that settles).
+    public var splitBrain = false
 }

@@ -16,7 +16,7 @@ extension ReplicationEngine {
         lastError = nil
         send(.protocolSettings(ProtocolSettings(wireProtocol: settings.wireProtocol, afterSB0p: settings.afterSB0p,
                                                 afterSB1p: settings.afterSB1p, afterSB2p: settings.afterSB2p,
-                                                connFlags: settings.discardMyData ? 1 : 0, twoPrimaries: 0,
+                                                connFlags: discardMyData ? 1 : 0, twoPrimaries: 0,
                                                 integrityAlg: settings.integrityAlg), update: false))
         send(.syncParam(SyncParameters(resyncRate: settings.resyncRateKiB, verifyAlg: settings.verifyAlg,
                                        csumsAlg: settings.csumsAlg,
@@ -181,7 +181,7 @@ extension ReplicationEngine {
             why = "incompatible setting of the allow-two-primaries option"
         } else if s.integrityAlg != settings.integrityAlg {
             why = "incompatible data-integrity-alg (peer \"\(s.integrityAlg)\", mine \"\(settings.integrityAlg)\")"
-        } else if s.connFlags & 1 != 0 && settings.discardMyData {
+        } else if s.connFlags & 1 != 0 && discardMyData {
             why = "incompatible discard-my-data settings (both sides)"
         }
         if let why { fail(why, standAlone: true) }
@@ -264,11 +264,8 @@ extension ReplicationEngine {
             hg = (disk > .inconsistent ? 1 : -1) * f
         }
         if abs(hg) == 100 {
-            let peerDiscards = l.peerUUIDFlags & UUIDSet.flagDiscardMyData != 0
-            if settings.discardMyData && !peerDiscards { hg = -1 }
-            else if peerDiscards && !settings.discardMyData { hg = 1 }
-            else { fail("Split-Brain detected but unresolved, dropping connection!", standAlone: true); return }
-            log("Split-Brain detected, manually solved. Sync from \(hg > 0 ? "this" : "peer") node")
+            hg = resolveSplitBrain(hg, rule: out.rule)
+            if hg == -100 { return }
         }
         if hg > 0 && disk <= .inconsistent { fail("I shall become SyncSource, but I am inconsistent!", standAlone: true); return }
         if hg > 0, restoreAdmin != nil {
@@ -285,6 +282,8 @@ extension ReplicationEngine {
             log("Writing the whole bitmap, full sync required after drbd_sync_handshake.")
             noteBitsSet(bitmap.set(0..<bitmap.bitCount))
         }
+        discardMyDataOnce = false
+        splitBrain = false
         bitmapReceive = BitmapReceive()
         if hg > 0 {
             conn = .wfBitMapS
@@ -441,10 +440,7 @@ extension ReplicationEngine {
         case .secondary:
             if role == .secondary { emit(.adminDone(token: token, error: nil)); return }
             if !requests.isEmpty { emit(.adminDone(token: token, error: "writes are still in flight")); return }
-            role = .secondary
-            persistent.current &= ~1
-            persistent.primary = false
-            persist()
+            becomeSecondary()
             if link != nil { sendUUIDs(); sendState() }
             emit(.adminDone(token: token, error: nil))
         case .disconnect:
@@ -456,7 +452,14 @@ extension ReplicationEngine {
                 conn = .standAlone
                 emit(.adminDone(token: token, error: nil))
             }
-        case .connect:
+        case .connect, .connectDiscardingMyData:
+            if cmd == .connectDiscardingMyData {
+                if link != nil {
+                    emit(.adminDone(token: token, error: "already connected (\(conn)): disconnect first, then connect --discard-my-data"))
+                    return
+                }
+                discardMyDataOnce = true
+            }
             if conn == .standAlone { conn = .wfConnection; lastError = nil }
             emit(.adminDone(token: token, error: nil))
         case .drain:

@@ -104,6 +104,15 @@ public struct ReplicationEngine: Sendable {
     var compressionWindow: (startMs: UInt64, bytes: UInt64) = (0, 0)
     /// pause-sync on this node (user_isp), and the peer's pause (its aftr_isp | user_isp).
     var userPaused = false
+    /// `connect --discard-my-data`, until the next handshake settles.
+    var discardMyDataOnce = false
+    /// This node's or the one-shot discard-my-data.
+    var discardMyData: Bool { settings.discardMyData || discardMyDataOnce }
+    /// The bitmap weight this node last sent in P_UUIDS (DRBD's comm_bm_set): its change count
+    /// for the after-sb policies.
+    var sentBitsSet: UInt64 = 0
+    /// The last handshake ended in a split brain nothing resolved.
+    var splitBrain = false
     var peerPaused = false
 
     // Meta-data: the one lane of meta-data writes, the activity log, bitmap writeback.
@@ -147,7 +156,7 @@ public struct ReplicationEngine: Sendable {
                      verifyDoneBits: verify?.doneBits ?? lastVerify?.totalBits ?? 0,
                      verifyFoundBits: verify?.foundBits ?? lastVerify?.foundBits ?? 0,
                      verifyResumeSector: verifyResumeBit.map { $0 * 8 },
-                     bitmapPagesUnwritten: bitmapPagesUnwritten)
+                     bitmapPagesUnwritten: bitmapPagesUnwritten, splitBrain: splitBrain)
     }
 
     var sizeBytes: UInt64 { sizeSectors * 512 }
@@ -236,7 +245,8 @@ public struct ReplicationEngine: Sendable {
 
     mutating func sendUUIDs() {
         var flags: UInt64 = 0
-        if settings.discardMyData { flags |= UUIDSet.flagDiscardMyData }
+        if discardMyData { flags |= UUIDSet.flagDiscardMyData }
+        sentBitsSet = bitmap.setCount
         if persistent.crashedPrimary { flags |= UUIDSet.flagCrashedPrimary }
         if disk == .inconsistent { flags |= UUIDSet.flagInconsistent }
         send(.uuids(UUIDSet(current: persistent.current, bitmap: persistent.bitmap, history0: persistent.history0,
@@ -258,7 +268,9 @@ public struct ReplicationEngine: Sendable {
     /// drbd_uuid_new_current: the old current UUID moves to the bitmap slot.
     mutating func newCurrentUUID() {
         if persistent.bitmap != 0 { log("bm UUID was already set") }
-        persistent.bitmap = persistent.current & ~1
+        // Bit 0 comes along: it says this node was Primary when the generation ended (the
+        // after-sb policies tell the older primary from the younger by it).
+        persistent.bitmap = persistent.current
         persistent.current = newUUID()
         persist()
     }
