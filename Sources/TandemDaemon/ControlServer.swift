@@ -89,6 +89,7 @@ final class ControlHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             d.admin(.verify(startSector: start), done: reply)
         case "invalidate": d.admin(.invalidate, done: reply)
+        case "outdate": d.admin(.outdate, done: reply)
         case "restore": d.admin(.restore(discardMyData: obj["discard-my-data"] as? Bool ?? false), done: reply)
         case "invalidate-remote": d.admin(.invalidateRemote, done: reply)
         case "down": d.shutdown(done: reply)

@@ -12,19 +12,23 @@ final class HandlerRunner: @unchecked Sendable {
     let environment: [String: String]
     let loop: EventLoop
     let log: (String) -> Void
+    /// The exit status of every handler that ran or could not (-1), on the loop.
+    let done: (Handler, Int32) -> Void
     private var running = 0
     static let limit = 4
 
-    init(commands: [Handler: String], environment: [String: String], loop: EventLoop, log: @escaping (String) -> Void) {
-        self.commands = commands; self.environment = environment; self.loop = loop; self.log = log
+    init(commands: [Handler: String], environment: [String: String], loop: EventLoop, log: @escaping (String) -> Void,
+         done: @escaping (Handler, Int32) -> Void) {
+        self.commands = commands; self.environment = environment; self.loop = loop; self.log = log; self.done = done
     }
 
     /// On the loop.
     func run(_ handler: Handler) {
         loop.preconditionInEventLoop()
-        guard let command = commands[handler] else { return }
+        guard let command = commands[handler] else { done(handler, -1); return }
         guard running < Self.limit else {
             log("handler \(handler.rawValue) not run: \(Self.limit) handlers are still running")
+            done(handler, -1)
             return
         }
         let p = Process()
@@ -38,6 +42,7 @@ final class HandlerRunner: @unchecked Sendable {
             loop.execute {
                 self.running -= 1
                 self.log("handler \(handler.rawValue) (\(command)) exited with \(status)")
+                self.done(handler, status)
             }
         }
         do {
@@ -46,6 +51,7 @@ final class HandlerRunner: @unchecked Sendable {
             log("calling handler \(handler.rawValue): \(command)")
         } catch {
             log("handler \(handler.rawValue) (\(command)) could not start: \(error)")
+            done(handler, -1)
         }
     }
 }

@@ -24,7 +24,8 @@ public final class NodeDaemon: @unchecked Sendable {
     var engine: ReplicationEngine
     var transport: PeerTransport!
     lazy var handlers = HandlerRunner(commands: plan.handlers, environment: plan.handlerEnvironment, loop: loop,
-                                      log: { [unowned self] in self.log($0) })
+                                      log: { [unowned self] in self.log($0) },
+                                      done: { [unowned self] h, code in self.feed(.handlerDone(h, exitCode: code)) })
     var nbd: NBDServer?
     /// The kernel NBD client, when the device is `/dev/nbdN`.
     var kernelClient: KernelNBDClient?

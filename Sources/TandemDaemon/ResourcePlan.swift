@@ -118,8 +118,12 @@ public struct ResourcePlan: Sendable {
         st.afterSB1p = try policy("after-sb-1pri", AfterSplitBrain.onePrimary)
         st.afterSB2p = try policy("after-sb-2pri", AfterSplitBrain.twoPrimaries)
         st.alwaysAsbp = v("always-asbp", "net") == "yes"
+        st.fencing = v("fencing", "disk") == "resource-only" ? .resourceOnly : .dontCare
         for o in r.sections.handlers + (c.common?.handlers ?? []) {
             if let h = Handler(rawValue: o.name), handlers[h] == nil, let cmd = o.value { handlers[h] = cmd }
+        }
+        if st.fencing != .dontCare && handlers[.fencePeer] == nil {
+            throw ConfigError(nil, "\(r.name): fencing resource-only needs a fence-peer handler (it is what outdates the peer)")
         }
         handlerEnvironment = [
             "DRBD_RESOURCE": r.name, "DRBD_VOLUME": "0", "DRBD_MINOR": "\(local.volume.device?.minor ?? 0)",

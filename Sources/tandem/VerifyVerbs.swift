@@ -34,6 +34,14 @@ struct Invalidate: ParsableCommand {
     func run() throws { _ = try arguments.client().request(["verb": "invalidate"]) }
 }
 
+/// `outdate RES`: this disconnected Secondary's data is older than the Primary's (what a
+/// fence-peer handler runs on the peer); an Outdated disk is not promoted without --force.
+struct Outdate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "outdate", abstract: "Mark this disconnected Secondary's disk Outdated.")
+    @OptionGroup var arguments: ResourceArguments
+    func run() throws { _ = try arguments.client().request(["verb": "outdate"]) }
+}
+
 /// `invalidate-remote RES`: the peer's data is not to be trusted; every block resyncs to it.
 struct InvalidateRemote: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "invalidate-remote", abstract: "Mark every block of the peer out of sync; resync them to it.")

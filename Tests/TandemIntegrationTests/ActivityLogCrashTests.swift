@@ -77,23 +77,15 @@ import Testing
     @Test func cutLinkProtocolC() throws {
         let c = try Cluster(.init(wireProtocol: "C", size: 384 << 20, net: "ping-int 1; ping-timeout 5;",
                                   disk: "al-extents 67; c-max-rate 1G;"))
-        let table = "tandem_cut_\(c.ports.0)"
-        defer { _ = try? Tools.run("/usr/sbin/nft", ["delete", "table", "inet", table]); c.shutdown() }
+        defer { c.shutdown() }
         try c.start()
-        let ports = "{ \(c.ports.0), \(c.ports.1) }"
-        for cmd in [["add", "table", "inet", table],
-                    ["add", "chain", "inet", table, "input", "{ type filter hook input priority 0; }"],
-                    ["add", "rule", "inet", table, "input", "tcp", "dport", ports, "drop"],
-                    ["add", "rule", "inet", table, "input", "tcp", "sport", ports, "drop"]] {
-            let r = try Tools.run("/usr/sbin/nft", cmd)
-            try #require(r.status == 0, "nft \(cmd): \(r.err)")
-        }
+        try c.cutLink()
         let w = try aioWrites(c, wait: 20)
         #expect(w.done.count == 90 && w.failed.isEmpty, "\(w.done.count) done, \(w.failed.count) failed")
         try c.wait("alpha", timeout: 10, "the cut noticed") { $0["connection"] as? String != "Connected" }
         let s = try c.status("alpha")
         #expect((s["out-of-sync-kib"] as? Int ?? 0) >= 90 * 4, "\(s)")
-        _ = try Tools.run("/usr/sbin/nft", ["delete", "table", "inet", table])
+        c.healLink()
         try crashBothAndCheck(c)
     }
 }

@@ -230,7 +230,27 @@ final class Cluster {
 
     func log(_ node: String) -> String { (try? String(contentsOfFile: "\(runDir(node))/r0.log", encoding: .utf8)) ?? "" }
 
+    /// The nftables table that drops the replication link's packets while it is cut.
+    var cutTable: String { "tandem_cut_\(ports.0)" }
+
+    /// Cuts the replication link as a pulled cable would: every packet to or from either
+    /// replication port is dropped (nftables), so neither side hears of it until its pings
+    /// time out. `healLink` ends it.
+    func cutLink() throws {
+        let ports = "{ \(ports.0), \(ports.1) }"
+        for cmd in [["add", "table", "inet", cutTable],
+                    ["add", "chain", "inet", cutTable, "input", "{ type filter hook input priority 0; }"],
+                    ["add", "rule", "inet", cutTable, "input", "tcp", "dport", ports, "drop"],
+                    ["add", "rule", "inet", cutTable, "input", "tcp", "sport", ports, "drop"]] {
+            let r = try Tools.run("/usr/sbin/nft", cmd)
+            guard r.status == 0 else { throw TestFailure("nft \(cmd.joined(separator: " ")): \(r.err)") }
+        }
+    }
+
+    func healLink() { _ = try? Tools.run("/usr/sbin/nft", ["delete", "table", "inet", cutTable]) }
+
     func shutdown() {
+        healLink()
         for n in nodes { down(n) }
         for n in nodes { if let p = pid(n) { kill(p, SIGKILL) } }
         if let h = hosts {

@@ -88,7 +88,8 @@ import Testing
     /// an operator never believes they are in force.
     @Test(arguments: [("net", "rr-conflict violently;", "rr-conflict violently is not supported"),
                       ("net", "after-sb-0pri discard-node-gamma;", "after-sb-0pri discard-node-gamma: gamma is not a host of this resource"),
-                      ("disk", "fencing resource-only;", "fencing resource-only is not supported: fencing is not supported"),
+                      ("disk", "fencing resource-and-stonith;", "fencing resource-and-stonith is not supported: it freezes I/O"),
+                      ("disk", "fencing resource-only;", "fencing resource-only needs a fence-peer handler"),
                       ("net", "data-integrity-alg sha1;", "data-integrity-alg sha1 is not supported"),
                       ("net", "csums-alg nosuchdigest;", "csums-alg nosuchdigest: unknown digest algorithm 'nosuchdigest'"),
                       ("disk", "on-io-error detach; resync-after 3;", "on-io-error detach is not supported"),

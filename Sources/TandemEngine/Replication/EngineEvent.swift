@@ -25,6 +25,9 @@ public enum EngineEvent: Sendable {
     case tick(nowMs: UInt64)
     /// An operator verb; the engine answers with `.adminDone(token, ...)`.
     case admin(token: UInt64, AdminCommand)
+    /// A handler the engine called has exited (only those whose result the engine uses:
+    /// fence-peer). -1: it could not be run.
+    case handlerDone(Handler, exitCode: Int32)
 }
 
 public enum DiskResult: Sendable, Equatable {
@@ -38,6 +41,9 @@ public enum AdminCommand: Sendable, Equatable {
     case secondary
     case disconnect
     case connect
+    /// `outdate`: this disconnected Secondary's data is older than the Primary's (DRBD's
+    /// outdate, what a fence-peer handler runs on the peer).
+    case outdate
     /// `connect --discard-my-data`: this connection's handshake resolves a split brain by
     /// making this node the sync target (DRBD's one-shot DISCARD_MY_DATA flag).
     case connectDiscardingMyData
@@ -108,6 +114,19 @@ public enum Handler: String, Sendable, CaseIterable {
     case splitBrain = "split-brain"
     /// call-pri-lost-after-sb: this Primary lost and could not give up its role.
     case priLostAfterSB = "pri-lost-after-sb"
+    /// fencing resource-only: outdate the peer's disk by other means than the replication
+    /// link (DRBD's exit codes: 3 peer Inconsistent, 4 peer outdated, 5 peer unreachable,
+    /// 6 peer is Primary: outdate myself, 7 peer stonithed). The engine waits for its result.
+    case fencePeer = "fence-peer"
+}
+
+/// disk fencing: what a node does about its peer's data when the link is lost.
+public enum Fencing: Sendable, Equatable {
+    /// Nothing: a Secondary that lost its Primary stays UpToDate (the default).
+    case dontCare
+    /// A Primary that loses its UpToDate peer calls fence-peer to outdate it; a Consistent
+    /// disk (restarted while disconnected) is promoted only once the peer is fenced.
+    case resourceOnly
 }
 
 /// The parts of the meta-data the engine changes and the daemon must write to the superblock.
@@ -136,6 +155,7 @@ public struct EngineSettings: Sendable, Equatable {
     /// net always-asbp: apply the after-sb policies also when the UUIDs only show a history
     /// match (rule 100), with a full sync.
     public var alwaysAsbp = false
+    public var fencing = Fencing.dontCare
     public var discardMyData = false
     public var verifyAlg = "", csumsAlg = "", integrityAlg = ""
     /// csums-after-crash-only: digests are compared only in the resync after a crashed primary.

@@ -38,6 +38,7 @@ extension ReplicationEngine {
     mutating func onLinkLost(_ reason: String) {
         let hadLink = link != nil
         let peerDiskWasUsable = peerDisk >= .inconsistent
+        let peerMayBeUpToDate = peerDisk >= .consistent
         link = nil
         if conn != .standAlone { conn = .wfConnection }
         if hadLink { lastError = lastError ?? reason; log("connection lost: \(reason)") }
@@ -73,6 +74,7 @@ extension ReplicationEngine {
         if role == .primary && peerDiskWasUsable && hadLink && persistent.bitmap == 0 {
             newCurrentUUID()
         }
+        if role == .primary && peerMayBeUpToDate && hadLink { fenceLostPeer() }
         if let (token, cmd) = pendingAdmin {
             pendingAdmin = nil
             if case .restore = cmd { restoreAdmin = nil }
@@ -284,8 +286,12 @@ extension ReplicationEngine {
         }
         discardMyDataOnce = false
         splitBrain = false
+        if persistent.peerOutdated { persistent.peerOutdated = false; persist() }
         bitmapReceive = BitmapReceive()
         if hg > 0 {
+            // A Consistent or Outdated disk the UUIDs make the source is the newest there is
+            // (DRBD's sanitize_state: a sync source is UpToDate).
+            if disk < .upToDate { disk = .upToDate; markUpToDate() }
             conn = .wfBitMapS
             sendState()
             sendBitmap()
@@ -294,7 +300,9 @@ extension ReplicationEngine {
             sendState()
         } else {
             conn = .connected
-            if disk >= .consistent && peerDisk >= .consistent { disk = .upToDate; markUpToDate() }
+            // The same data generation on both: a Consistent or Outdated disk holds what the
+            // peer's Consistent or UpToDate one holds.
+            if disk >= .outdated && disk < .upToDate && peerDisk >= .consistent { disk = .upToDate; markUpToDate() }
             sendState()
         }
     }
@@ -313,6 +321,12 @@ extension ReplicationEngine {
         // The request is in the sender's view: its role is my peer's role.
         var rc: Int32 = 1
         if mask & StateWord.connMask != 0 && (value & StateWord.connMask) >> 4 == ConnectionState.disconnecting.rawValue {
+            // The Primary, with fencing, leaves this node Outdated (its pdsk is my disk).
+            if mask & StateWord.pdskMask != 0, DiskState(rawValue: (value & StateWord.pdskMask) >> 13) == .outdated,
+               role == .secondary, disk >= .outdated {
+                log("the Primary disconnects and outdates this node's disk (fencing)")
+                outdateMyself()
+            }
             send(.stateChangeReply(retcode: 1, connectionWide: connectionWide), .meta)
             fail("peer requested disconnect")
             return
@@ -395,9 +409,16 @@ extension ReplicationEngine {
             guard conn == .connected, link != nil else { finishRestore("the connection changed to \(conn)"); return }
             enterStartingSync(target: true)
         case .disconnect:
+            let outdatedPeer = disconnectOutdatesPeer
+            if outdatedPeer { peerDisk = .outdated }  // no fence-peer: the peer outdated itself
             emit(.dropLink(reason: "disconnect requested"))
             onLinkLost("disconnect requested")
             conn = .standAlone
+            if outdatedPeer {
+                peerDisk = .outdated
+                if !persistent.peerOutdated { persistent.peerOutdated = true; persist() }
+                log("the peer outdated its disk as it disconnected (fencing)")
+            }
             emit(.adminDone(token: token, error: nil))
         default: emit(.adminDone(token: token, error: nil))
         }
@@ -423,6 +444,15 @@ extension ReplicationEngine {
             if role == .primary { emit(.adminDone(token: token, error: nil)); return }
             if peerRole == .primary { emit(.adminDone(token: token, error: "the peer is Primary (two primaries are not allowed)")); return }
             if disk == .diskless { emit(.adminDone(token: token, error: "no local disk")); return }
+            if fencingPeer != nil { emit(.adminDone(token: token, error: "fence-peer is running; try again when it has returned")); return }
+            if disk == .consistent && link == nil && settings.fencing != .dontCare && !force {
+                fenceBeforePromotion(token: token, force: force)
+                return
+            }
+            if disk == .outdated && !force {
+                emit(.adminDone(token: token, error: "local disk is Outdated: the peer has newer data (it was outdated when the Primary lost it); use --force only if the peer's data is lost"))
+                return
+            }
             if disk < .upToDate && !force {
                 emit(.adminDone(token: token, error: "local disk is \(disk), not UpToDate: use --force to make it the sync source"))
                 return
@@ -446,7 +476,11 @@ extension ReplicationEngine {
         case .disconnect:
             if link != nil {
                 pendingAdmin = (token, cmd)
-                send(.stateChangeRequest(mask: StateWord.connMask, value: ConnectionState.disconnecting.rawValue << 4,
+                // With fencing a Primary leaves its peer only Outdated (DRBD retries its
+                // disconnect with pdsk Outdated, as a Primary with an unknown peer is refused).
+                let outdatePeer = disconnectOutdatesPeer
+                send(.stateChangeRequest(mask: StateWord.connMask | (outdatePeer ? StateWord.pdskMask : 0),
+                                         value: ConnectionState.disconnecting.rawValue << 4 | (outdatePeer ? DiskState.outdated.rawValue << 13 : 0),
                                          connectionWide: true))
             } else {
                 conn = .standAlone
@@ -475,6 +509,8 @@ extension ReplicationEngine {
             startVerifyVerb(token, startSector: start)
         case .invalidate:
             invalidateVerb(token)
+        case .outdate:
+            outdateVerb(token)
         case .invalidateRemote:
             invalidateRemoteVerb(token)
         case .restore(let discard):

@@ -113,6 +113,8 @@ public struct ReplicationEngine: Sendable {
     var sentBitsSet: UInt64 = 0
     /// The last handshake ended in a split brain nothing resolved.
     var splitBrain = false
+    /// fence-peer is running: for the lost link, or for a promotion (its verb's token).
+    var fencingPeer: (forPromotion: (token: UInt64, force: Bool)?, startedMs: UInt64)?
     var peerPaused = false
 
     // Meta-data: the one lane of meta-data writes, the activity log, bitmap writeback.
@@ -138,7 +140,11 @@ public struct ReplicationEngine: Sendable {
         let slots = min(max(settings.alExtents, 1), ActivityLog.maximumSlots)
         gate = ActivityLogGate(log: ActivityLog(slotCount: slots, nextTransactionNumber: activityLogNextTransaction))
         if persistent.consistent {
-            disk = persistent.wasUpToDate ? .upToDate : .outdated
+            // As DRBD attaches: with fencing a disk that was UpToDate comes back Consistent
+            // (the peer may have written since) unless the peer is known to be outdated.
+            if !persistent.wasUpToDate { disk = .outdated }
+            else if settings.fencing != .dontCare && !persistent.peerOutdated { disk = .consistent }
+            else { disk = .upToDate }
         } else {
             disk = .inconsistent
         }
@@ -191,6 +197,7 @@ public struct ReplicationEngine: Sendable {
         case .diskDone(let token, let result): onDiskDone(token, result)
         case .sent(let token): onSent(token)
         case .admin(let token, let cmd): onAdmin(token, cmd)
+        case .handlerDone(let h, let code): onHandlerDone(h, code)
         }
         if let (token, cmd) = deferredAdmin, !inTransientState {
             deferredAdmin = nil
