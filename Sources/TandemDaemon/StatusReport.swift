@@ -72,6 +72,7 @@ public struct StatusReport: Sendable {
         if let e = lastError ?? status.lastError { o["last-error"] = e }
         if let e = status.diskError { o["disk-error"] = e }
         if status.splitBrain { o["split-brain"] = true }
+        o["holds"] = DataHint.describe(status)
         return o
     }
 
@@ -96,6 +97,7 @@ public struct StatusReport: Sendable {
             if let eta = r["eta-seconds"] as? Int { out += " eta:\(eta)s" }
         }
         if let oos = r["out-of-sync-kib"] as? Int, oos > 0 { out += " out-of-sync:\(oos)k" }
+        if let h = r["holds"] as? String { out += "\n  holds: \(h)" }
         if let e = r["last-error"] as? String { out += "\n  last-error: \(e)" }
         if r["split-brain"] as? Bool == true {
             out += "\n  split-brain: unresolved; on the node whose changes are to be dropped: secondary, connect --discard-my-data"

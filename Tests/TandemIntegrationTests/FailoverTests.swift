@@ -19,6 +19,9 @@ import Testing
         try #require(kill(pid, SIGKILL) == 0)
         while kill(pid, 0) == 0 { usleep(20_000) }
         try c.wait("beta", timeout: 30, "the peer gone") { $0["connection"] as? String == "WFConnection" }
+        // status says at each step where the good copy is.
+        let lost = try holds(c, "beta")
+        #expect(lost.hasPrefix("UpToDate when last connected;") && lost.contains("promote this node only if the peer is lost"), "\(lost)")
         // 2. On EC2: `tandem primary r0` (no --force: under fencing dont-care its disk stays UpToDate).
         let promote = try c.tandem("beta", "primary", "r0")
         #expect(promote.status == 0, "\(promote.err)")
@@ -29,6 +32,8 @@ import Testing
         try #require(scatter.status == 0, "\(scatter.err)")
         let written = try c.status("beta")["out-of-sync-kib"] as? Int ?? 0
         #expect(written >= size / 1024 / 20 - 64, "beta marked \(written) KiB")
+        let newest = try holds(c, "beta")
+        #expect(newest.hasPrefix("the newest data (Primary);") && newest.contains("\(written) KiB changed since the peer was last connected"), "\(newest)")
         // 3. The on-prem node is back: `tandem up r0`, then `tandem restore --wait r0`.
         try c.up("alpha")
         let restore = try c.tandem("alpha", "restore", "--wait", "r0")
@@ -43,6 +48,8 @@ import Testing
         #expect(moved >= written, "the failback resynced \(moved) KB for \(written) KiB written")
         #expect(wire < written * 1024 * 13 / 10, "alpha received \(wire) bytes for \(written) KiB written on EC2")
         #expect(try c.dataHash("alpha", bytes: size) == c.dataHash("beta", bytes: size))
+        #expect(try holds(c, "alpha") == "in sync with the peer (both UpToDate); restore here would pull every block again (\(size >> 20) MiB)")
+        #expect(try holds(c, "beta") == "in sync with the peer (both UpToDate)")
         // 4. Switch back: `tandem secondary r0` on EC2, `tandem primary r0` on premises.
         #expect(try c.tandem("beta", "secondary", "r0").status == 0)
         let back = try c.tandem("alpha", "primary", "r0")
@@ -51,6 +58,8 @@ import Testing
         try c.waitInSync()
         #expect(try c.dataHash("alpha", bytes: size) == c.dataHash("beta", bytes: size))
     }
+
+    func holds(_ c: Cluster, _ node: String) throws -> String { try c.status(node)["holds"] as? String ?? "(no holds)" }
 
     /// Bytes a node received on its replication connections (kernel counters).
     func bytesReceived(_ c: Cluster, node: String) throws -> Int {

@@ -42,6 +42,8 @@ import Testing
         #expect(c.log("alpha").contains("fence-peer helper returned 4 (peer was fenced)"), "\(c.log("alpha"))")
         #expect(try String(contentsOfFile: calls, encoding: .utf8) == "r0 beta alpha\n")
         #expect(try c.status("beta")["disk"] as? String == "Outdated")
+        #expect(try (c.status("beta")["holds"] as? String ?? "").hasPrefix("Outdated: the peer has newer data"))
+        #expect(try (c.status("alpha")["holds"] as? String ?? "").hasPrefix("the newest data (Primary) (the peer is Outdated)"))
         // The Primary goes on writing; the Outdated peer refuses promotion, after a restart too.
         try #require(try Tools.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0x4f 1M 1M", c.uri("alpha")]).status == 0)
         for restart in [false, true] {
@@ -89,6 +91,7 @@ import Testing
         // beta comes back alone: it cannot know whether alpha wrote since.
         try c.up("beta")
         #expect(try c.status("beta")["disk"] as? String == "Consistent")
+        #expect(try (c.status("beta")["holds"] as? String ?? "").hasPrefix("Consistent: restarted while apart"))
         let unreachable = try c.tandem("beta", "primary", "r0")
         #expect(unreachable.status != 0 && unreachable.err.contains("fence-peer could not outdate the peer (peer unreachable"),
                 "\(unreachable.err)")

@@ -272,4 +272,6 @@ public struct EngineStatus: Sendable, Equatable {
     /// The last handshake found a split brain the policies did not resolve (cleared by the
     /// next handshake that settles).
     public var splitBrain = false
+    /// The data area's size.
+    public var sizeSectors: UInt64 = 0
 }

@@ -162,7 +162,8 @@ public struct ReplicationEngine: Sendable {
                      verifyDoneBits: verify?.doneBits ?? lastVerify?.totalBits ?? 0,
                      verifyFoundBits: verify?.foundBits ?? lastVerify?.foundBits ?? 0,
                      verifyResumeSector: verifyResumeBit.map { $0 * 8 },
-                     bitmapPagesUnwritten: bitmapPagesUnwritten, splitBrain: splitBrain)
+                     bitmapPagesUnwritten: bitmapPagesUnwritten, splitBrain: splitBrain,
+                     sizeSectors: sizeSectors)
     }
 
     var sizeBytes: UInt64 { sizeSectors * 512 }
