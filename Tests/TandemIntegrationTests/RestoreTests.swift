@@ -89,6 +89,36 @@ import Testing
         #expect(Date().timeIntervalSince(t0) < 10)
     }
 
+    /// A peer that claims UpToDate with a smaller device: the connection is refused with the
+    /// sizes (as DRBD's "The peer's disk size is too small!"), restore says so, nothing moves.
+    @Test func smallerPeerIsRefused() throws {
+        let c = try Cluster(.init(size: 32 << 20, startup: "wfc-timeout 10;"))
+        defer { c.shutdown() }
+        truncate(c.disk("beta"), off_t(24 << 20))
+        #expect(try c.tandem("beta", "create-md", "--force", "r0").status == 0)
+        try c.up("beta")
+        #expect(try c.tandem("beta", "primary", "--force", "r0").status == 0)
+        try #require(try Tools.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0x5e 0 8M", c.uri("beta")]).status == 0)
+        #expect(try c.tandem("beta", "secondary", "r0").status == 0)
+        #expect(try c.status("beta")["disk"] as? String == "UpToDate")
+        try c.up("alpha")
+        // Both refuse the connection at once, with the sizes.
+        for n in c.nodes {
+            try c.wait(n, timeout: 20, "refused") { s in
+                s["connection"] as? String == "StandAlone" && (s["last-error"] as? String ?? "").contains("disk sizes differ")
+            }
+        }
+        #expect(c.log("alpha").contains("disk sizes differ: mine 65456 sectors, peer 49072 sectors"), "\(c.log("alpha"))")
+        let before = try c.dataHash("alpha", bytes: 32 << 20)
+        #expect(try c.tandem("beta", "connect", "r0").status == 0)
+        let r = try c.tandem("alpha", "restore", "--wait", "r0")
+        #expect(r.status != 0 && r.err.contains("disk sizes differ"), "\(r.err)")
+        let s = try c.status("alpha")
+        #expect(s["connection"] as? String == "StandAlone" && (s["last-error"] as? String ?? "").contains("disk sizes differ"), "\(s)")
+        #expect(try c.dataHash("alpha", bytes: 32 << 20) == before)
+        #expect(s["disk"] as? String == "Inconsistent" && s["resync-data-kib"] as? Int == 0, "\(s)")
+    }
+
     /// A restore cut at about half way by kill -9 of either node resumes with the rest after
     /// restart (the bitmap reaches the disk as blocks arrive), never from zero.
     @Test(arguments: ["alpha", "beta"]) func killedHalfWayResumes(victim: String) throws {
