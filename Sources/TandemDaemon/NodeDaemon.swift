@@ -240,6 +240,12 @@ public final class NodeDaemon: @unchecked Sendable {
         case .completeApp(let id, let error):
             pendingApp.removeValue(forKey: id)?(NBDReply(error: error == nil ? 0 : NBDProtocol.eIO))
             if let error { log("I/O error: \(error)") }
+        case .completeRead(let id, let data, let error):
+            let reply = pendingApp.removeValue(forKey: id)
+            if let data { reply?(NBDReply(data: data)) } else {
+                reply?(NBDReply(error: NBDProtocol.eIO))
+                log("read error: \(error ?? "?")")
+            }
         case .dropLink(let reason):
             transport.drop(reason: reason)
         case .adminDone(let token, let error):
@@ -371,6 +377,14 @@ final class ExportBackend: NBDBackend, @unchecked Sendable {
             let st = d.engine.status
             switch request.command {
             case .read:
+                if st.role == .primary && st.disk == .inconsistent {
+                    // Instant access: the engine serves it, from the peer where not restored yet.
+                    let id = d.nextID
+                    d.nextID += 1
+                    d.pendingApp[id] = reply
+                    d.feed(.appRead(id: id, offset: request.offset, length: UInt64(request.length)))
+                    return
+                }
                 guard st.disk == .upToDate else { reply(NBDReply(error: NBDProtocol.eIO)); return }
                 let device = d.device
                 d.diskThread.runIfActive(eventLoop: d.loop) { try device.read(at: request.offset, count: Int(request.length)) }

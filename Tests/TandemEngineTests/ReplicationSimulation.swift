@@ -336,6 +336,11 @@ struct ReplicationSimulation {
         nodes[1].engine.entropy = ~seed
     }
 
+    /// The simulation issues no application reads yet: a read completion is a defect.
+    mutating func onReadDone(_ n: Int, _ id: UInt64, _ data: [UInt8]?, _ error: String?) throws {
+        throw SimFailure(description: "node \(n) answered read \(id), which the simulation never issued")
+    }
+
     mutating func feed(_ n: Int, _ e: EngineEvent) throws {
         let actions = nodes[n].engine.handle(e)
         for a in actions { try perform(n, a) }
@@ -371,6 +376,7 @@ struct ReplicationSimulation {
             adminResults[token] = err ?? ""
             if let err { log.append("admin on \(n): \(err)") }
         case .runHandler(let h): log.append("[\(n)] handler \(h.rawValue)")
+        case .completeRead(let id, let data, let error): try onReadDone(n, id, data, error)
         case .log(let s):
             if s.hasPrefix("Online verify done") { verifiesDone[n] += 1 }
             log.append("[\(n)] \(s)")

@@ -89,6 +89,49 @@ import Testing
         #expect(Date().timeIntervalSince(t0) < 10)
     }
 
+    /// Instant access (#10 item 2): alpha's data area wiped, `restore`, then a plain `primary`
+    /// while the restore runs: a reader of alpha's export gets the peer's data for blocks not
+    /// yet restored (checked against beta's disk), alpha's writes land on both, and the restore
+    /// ends byte-identical. The latency of reads served from the peer is printed.
+    @Test func promotedDuringRestoreReadsFromThePeer() throws {
+        let c = try Cluster(.init(size: 64 << 20, disk: "c-max-rate 4M; c-plan-ahead 0; resync-rate 4M;"))
+        defer { c.shutdown() }
+        try c.start()
+        let size = try c.exportSize
+        let src = c.dir + "/data.bin"
+        try Tools.run("/bin/sh", ["-c", "head -c \(size) /dev/urandom > \(src)"])
+        try #require(try Tools.run("/usr/bin/nbdcopy", [src, c.uri("alpha")]).status == 0)
+        try c.waitInSync()
+        try wipeDataArea(c, "alpha", bytes: size)
+        #expect(try c.tandem("alpha", "restore", "r0").status == 0)
+        let promote = try c.tandem("alpha", "primary", "r0")
+        #expect(promote.status == 0, "\(promote.err)")
+        var s = try c.status("alpha")
+        #expect(s["role"] as? String == "Primary" && s["disk"] as? String == "Inconsistent" && s["connection"] as? String == "SyncTarget", "\(s)")
+        #expect((s["out-of-sync-kib"] as? Int ?? 0) > size / 1024 / 2, "the restore went too fast for the test: \(s)")
+        // Reads of blocks not restored yet come from beta: 200 random 4 KiB reads in the
+        // second half (the restore goes in order from the start), then the whole device.
+        let timed = try Tools.run("/usr/bin/python3", [Tools.helpers + "/timed-reads.py", c.uri("alpha"), src, "\(size / 2)", "\(size)", "200", "4096"])
+        #expect(timed.status == 0 && timed.out.contains("\"differ\": 0"), "\(timed.out) \(timed.err)")
+        print("instant access, 4 KiB reads of blocks not yet restored (served by the peer): \(timed.out)")
+        let copy = c.dir + "/read.bin"
+        #expect(try Tools.run("/usr/bin/nbdcopy", [c.uri("alpha"), copy]).status == 0)
+        let readHash = try Tools.run("/bin/sh", ["-c", "sha256sum < \(copy)"]).out.prefix(64)
+        #expect(readHash == (try c.dataHash("beta", bytes: size)), "alpha's export read other data than beta holds")
+        s = try c.status("alpha")
+        #expect(s["connection"] as? String == "SyncTarget", "the whole read was not during the restore: \(s)")
+        // Writes land on both, and read back at once.
+        try #require(try Tools.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0x7e 48M 1M", "-c", "read -P 0x7e 48M 1M",
+                                                        c.uri("alpha")]).status == 0)
+        try c.waitInSync(timeout: 60)
+        #expect(try c.dataHash("alpha", bytes: size) == c.dataHash("beta", bytes: size))
+        let region = try Tools.run("/bin/sh", ["-c", "dd if=\(c.disk("beta")) bs=1M skip=48 count=1 status=none | od -An -v -tx1 | sort -u"])
+        #expect(region.out.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").count == 1 && region.out.contains("7e"))
+        #expect(try c.status("alpha")["role"] as? String == "Primary")
+        let back = try Tools.run("/usr/bin/python3", [Tools.helpers + "/timed-reads.py", c.uri("alpha"), src, "0", "\(40 << 20)", "200", "4096"])
+        print("after the restore, 4 KiB reads from the local disk: \(back.out)")
+    }
+
     /// A peer that claims UpToDate with a smaller device: the connection is refused with the
     /// sizes (as DRBD's "The peer's disk size is too small!"), restore says so, nothing moves.
     @Test func smallerPeerIsRefused() throws {

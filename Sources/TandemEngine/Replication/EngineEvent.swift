@@ -17,6 +17,8 @@ public enum EngineEvent: Sendable {
     case appZero(id: UInt64, offset: UInt64, length: UInt64, discard: Bool, fua: Bool)
     /// NBD FLUSH.
     case appFlush(id: UInt64)
+    /// NBD READ on a Primary whose disk is being restored (an UpToDate disk is read directly).
+    case appRead(id: UInt64, offset: UInt64, length: UInt64)
     /// A disk or meta-data operation the engine asked for has finished.
     case diskDone(token: UInt64, result: DiskResult)
     /// The packet of a `.sendTracked` action is in the kernel's socket buffer.
@@ -97,6 +99,8 @@ public enum EngineAction: Sendable {
     /// issues one at a time and orders them and the data writes they cover itself.
     case metaData(token: UInt64, MetaDataOperation)
     case completeApp(id: UInt64, error: String?)
+    /// An `.appRead` is answered: its data, or why it failed.
+    case completeRead(id: UInt64, data: [UInt8]?, error: String?)
     /// Close both sockets; reconnect afterwards unless the connection state is StandAlone.
     case dropLink(reason: String)
     case adminDone(token: UInt64, error: String?)

@@ -54,6 +54,7 @@ extension ReplicationEngine {
         receiveBudget = ReceiveBudget()
         sendPurpose.removeAll()
         dropWaitingReads()
+        failPeerReads()
         // Requests still waiting for their activity-log extent are not issued yet: they mark
         // their blocks when they are.
         for (id, r) in requests where r.pending == nil {
@@ -445,6 +446,12 @@ extension ReplicationEngine {
             if peerRole == .primary { emit(.adminDone(token: token, error: "the peer is Primary (two primaries are not allowed)")); return }
             if disk == .diskless { emit(.adminDone(token: token, error: "no local disk")); return }
             if fencingPeer != nil { emit(.adminDone(token: token, error: "fence-peer is running; try again when it has returned")); return }
+            if mayPromoteDuringRestore {
+                // Instant access: the role changes, the restore goes on (force or not).
+                pendingAdmin = (token, cmd)
+                send(.stateChangeRequest(mask: StateWord.roleMask, value: Role.primary.rawValue, connectionWide: false))
+                return
+            }
             if disk == .consistent && link == nil && settings.fencing != .dontCare && !force {
                 fenceBeforePromotion(token: token, force: force)
                 return
@@ -572,6 +579,10 @@ extension ReplicationEngine {
     }
 
     mutating func becomePrimary(force: Bool, token: UInt64) {
+        if disk == .inconsistent && (conn == .syncTarget || conn == .pausedSyncT) {
+            becomePrimaryDuringRestore(token: token)
+            return
+        }
         let wasBelowUpToDate = disk < .upToDate
         role = .primary
         persistent.primary = true

@@ -245,6 +245,7 @@ extension ReplicationEngine {
     mutating func retire(_ rid: UInt64) {
         guard let r = requests.removeValue(forKey: rid) else { return }
         if r.logged { loggedRequests -= 1 }
+        if r.holdsRestoreBlocks { releaseRestoreWrite(r) }
         if r.holdsExtent {
             if !gate.log.unpin(r.extent) { invariantViolated("request \(rid) ended holding extent \(r.extent), which had no hold") }
             if !gate.waitingForSlot.isEmpty { gate.slotsMayHaveFreed = true }

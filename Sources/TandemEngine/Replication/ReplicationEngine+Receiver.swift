@@ -31,8 +31,8 @@ extension ReplicationEngine {
                 return
             }
             applyPeerWrite(h, size: size, op: .write(offset: h.sector * 512, data: data, fua: h.flags & DataFlags.fua != 0))
-        case .data(.dataReply, _, _, _):
-            fail("protocol error: P_DATA_REPLY without a read request")
+        case .data(.dataReply, let h, _, let payload):
+            onDataReply(h, payload)
         case .data(_, let h, _, let payload):
             if waitForReadLocks(p, offset: h.sector * 512, length: UInt64(payload.count)) { return }
             applyPeerWrite(h, size: UInt32(payload.count), op: .write(offset: h.sector * 512, data: payload,

@@ -19,7 +19,7 @@ extension ReplicationEngine {
     mutating func restoreVerb(_ token: UInt64, discardMyData: Bool) {
         func refuse(_ why: String) { emit(.adminDone(token: token, error: why)) }
         if role == .primary {
-            refuse("this node is Primary: make it Secondary first (a Primary serving reads from the peer during a restore is not built yet)")
+            refuse("this node is Primary: make it Secondary first, run restore, then promote it again once it is SyncTarget (blocks not yet restored are then read from the peer)")
             return
         }
         if disk <= .diskless { refuse("no local disk"); return }

@@ -218,7 +218,9 @@ extension ReplicationEngine {
                 if wrapped || r.cursor == 0 || !r.inFlight.isEmpty { break }
                 r.cursor = 0; wrapped = true; continue
             }
-            if r.inFlightBlocks.contains(start) {
+            // Blocks in flight, and blocks a write of this (restoring Primary) node has not yet
+            // delivered to the peer, are taken in a later pass.
+            if r.inFlightBlocks.contains(start) || restoreWriteBlocks[start] != nil {
                 r.cursor = start + 1
                 continue
             }
@@ -227,7 +229,7 @@ extension ReplicationEngine {
             var end = start + 1
             let extentEnd = (region + 1) * ResyncState.bitsPerExtent
             while end < bitmap.bitCount && end - start < maxBits && end < extentEnd && bitmap.isSet(end)
-                    && !r.inFlightBlocks.contains(end) { end += 1 }
+                    && !r.inFlightBlocks.contains(end) && restoreWriteBlocks[end] == nil { end += 1 }
             let sector = start * 8
             let size = UInt32(min((end - start) * 4096, sizeBytes - start * 4096))
             r.inFlight[sector] = (size, [], 0)
@@ -357,7 +359,7 @@ extension ReplicationEngine {
             persistent.bitmap = p.bitmap; persistent.history0 = p.history0; persistent.history1 = p.history1
             if persistent.bitmap != 0 { persistent.history1 = persistent.history0; persistent.history0 = persistent.bitmap }
             persistent.bitmap = mine & ~1
-            persistent.current = p.current & ~1
+            persistent.current = (p.current & ~1) | (role == .primary ? 1 : 0)
             persistent.history1 = persistent.history0; persistent.history0 = persistent.bitmap; persistent.bitmap = 0
         }
         let summary = resync?.summary(nowMs: nowMs) ?? ""
@@ -408,7 +410,7 @@ extension ReplicationEngine {
         case .rsDataRequest, .rsThinRequest, .csumRSRequest, .ovRequest:
             send(.blockAck(.negRSDReply, BlockAck(sector: r.sector, blockID: r.blockID, size: r.size, seqNum: nextSeq())), .meta)
         case .dataRequest:
-            send(.blockAck(.negDReply, BlockAck(sector: r.sector, blockID: r.blockID, size: r.size, seqNum: nextSeq())), .meta)
+            onPeerDataRequest(r)
         default:
             fail("unsupported \(cmd) from peer")
         }

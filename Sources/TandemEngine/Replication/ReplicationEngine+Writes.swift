@@ -16,7 +16,9 @@ extension ReplicationEngine {
     func validate(offset: UInt64, length: UInt64) -> String? {
         if role != .primary { return "resource is Secondary: writes are refused" }
         if draining != nil { return "resource is going down" }
-        if disk < .upToDate && !(disk == .inconsistent && conn == .syncTarget) { return "local disk is \(disk)" }
+        if disk < .upToDate && !(disk == .inconsistent && (conn == .syncTarget || conn == .pausedSyncT) && peerDisk == .upToDate) {
+            return "local disk is \(disk) and no UpToDate peer is connected"
+        }
         if offset % 512 != 0 || length % 512 != 0 { return "request is not aligned to 512 bytes" }
         if offset > sizeBytes || length > sizeBytes - offset { return "request is outside the device" }
         return nil
@@ -121,6 +123,7 @@ extension ReplicationEngine {
             }
         }
         for b in offset / 4096..<(offset + length + 4095) / 4096 { localWriteBlocks[b, default: 0] += 1 }
+        if restoringPrimary && replicating { noteRestoreWrite(rid) }
         switch op {
         case .write(let data, let fua):
             diskOp(.write(offset: offset, data: data, fua: fua), .appWrite(request: rid))
@@ -256,6 +259,10 @@ extension ReplicationEngine {
             onResyncAck(cmd, a)
             return
         }
+        if cmd == .negDReply {
+            onNegativeDataReply(a)
+            return
+        }
         guard var r = requests[a.blockID] else {
             fail("protocol error: \(cmd) for an unknown request (block_id \(a.blockID))")
             return
@@ -354,6 +361,8 @@ extension ReplicationEngine {
         case .peerWrite(let gen, let ack, let sector, let blockID, let size, let clears):
             onPeerWriteDone(gen, result, ack, sector, blockID, size, clears)
         case .inboundFlush(let gen): onInboundFlushDone(gen, result)
+        case .appRead(let id): onAppReadDone(id, result)
+        case .peerDataRead(let gen, let sector, let size, let blockID): onPeerDataReadDone(gen, result, sector, size, blockID)
         case .resyncRead(let gen, let sector, let size, let blockID): onResyncReadDone(gen, result, sector, size, blockID)
         case .resyncWrite(let gen, let sector): onResyncWriteDone(gen, result, sector)
         case .resyncFlush(let gen): onResyncFlushDone(gen, result)

@@ -57,6 +57,10 @@ public struct ReplicationEngine: Sendable {
     /// issued before it (reads run in parallel, and a write the peer never got as P_DATA, made
     /// while Ahead or disconnected, would be lost).
     var localWriteBlocks: [UInt64: Int] = [:]
+    /// Reads of a restoring Primary served from the peer.
+    var peerReads = PeerReads()
+    /// Blocks that writes of a restoring Primary cover until they are retired (at the peer).
+    var restoreWriteBlocks: [UInt64: Int] = [:]
     var readsWaitingForWrites: [WaitingRead] = []
     /// Blocks a verify read is reading, and the writes waiting for those reads: a verify read
     /// sees its block exactly as it stood at its point in the replication stream, so a write
@@ -195,6 +199,7 @@ public struct ReplicationEngine: Sendable {
         case .appZero(let id, let offset, let length, let discard, let fua):
             onAppZero(id: id, offset: offset, length: length, discard: discard, fua: fua)
         case .appFlush(let id): onAppFlush(id: id)
+        case .appRead(let id, let offset, let length): onAppRead(id: id, offset: offset, length: length)
         case .diskDone(let token, let result): onDiskDone(token, result)
         case .sent(let token): onSent(token)
         case .admin(let token, let cmd): onAdmin(token, cmd)
@@ -308,6 +313,8 @@ enum DiskPurpose: Sendable {
     case appFlush(id: UInt64)
     case peerWrite(generation: UInt64, ack: PacketCommand?, sector: UInt64, blockID: UInt64, size: UInt32, clearsBits: Bool)
     case inboundFlush(generation: UInt64)
+    case appRead(id: UInt64)
+    case peerDataRead(generation: UInt64, sector: UInt64, size: UInt32, blockID: UInt64)
     case resyncRead(generation: UInt64, sector: UInt64, size: UInt32, blockID: UInt64)
     case resyncWrite(generation: UInt64, sector: UInt64)
     case resyncFlush(generation: UInt64)
@@ -351,6 +358,8 @@ struct Request: Sendable {
     var epoch: UInt32?
     var barrierAcked = false
     var sentAtMs: UInt64 = 0
+    /// Written by a restoring Primary: its blocks are in restoreWriteBlocks until retired.
+    var holdsRestoreBlocks = false
 }
 
 /// What a tracked send was for.
