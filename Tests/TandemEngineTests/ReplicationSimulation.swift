@@ -288,6 +288,20 @@ struct ReplicationSimulation {
     var verifyToken: UInt64 = 0
     /// invalidate (node 1) or invalidate-remote (node 0) at step 400, one seed in ten.
     let invalidateSeed: Bool
+    /// Instant access, one seed in twenty: `restore` on node 1 at step 400, then node 0 made
+    /// Secondary and node 1 Primary while it is SyncTarget; the load moves there and reads
+    /// are checked against what the writes left (`truth`).
+    let instantSeed: Bool
+    var instantSwitched = false
+    /// Per sector: the stamp the last uncontested completed write left; sectors whose last
+    /// writes overlapped in flight (or failed) are ambiguous; after a crash nothing is known.
+    var truth: [UInt64] = []
+    var ambiguous = Set<Int>()
+    var truthValid = true
+    var contested = Set<UInt64>()
+    var reads: [UInt64: (node: Int, offset: Int, expected: [UInt64], loose: Set<Int>)] = [:]
+    var readsChecked = 0
+    var readsFailed = 0
 
     init(seed: UInt64) {
         self.seed = seed
@@ -309,6 +323,7 @@ struct ReplicationSimulation {
         settings.csumsAlg = seed / 23 % 3 == 0 ? "crc32c" : ""
         verifySeed = seed % 12 == 5 || seed % 12 == 10
         invalidateSeed = seed % 20 == 7 || seed % 20 == 14
+        instantSeed = seed % 20 == 13 || seed % 20 == 16
         // Half the protocol A seeds pull ahead when 16 KiB are unacknowledged (Ahead/Behind),
         // a quarter disconnect then.
         if wireProtocol == 1 && seed / 17 % 4 != 3 {
@@ -336,9 +351,43 @@ struct ReplicationSimulation {
         nodes[1].engine.entropy = ~seed
     }
 
-    /// The simulation issues no application reads yet: a read completion is a defect.
+    /// A read returns what the writes before it left, sector by sector (sectors a write in
+    /// flight meanwhile covered may hold either); it fails only without a good copy.
     mutating func onReadDone(_ n: Int, _ id: UInt64, _ data: [UInt8]?, _ error: String?) throws {
-        throw SimFailure(description: "node \(n) answered read \(id), which the simulation never issued")
+        guard let r = reads.removeValue(forKey: id), r.node == n else {
+            throw SimFailure(description: "node \(n) answered read \(id), which the simulation never issued to it")
+        }
+        guard let data else {
+            if nodes[n].engine.status.disk == .upToDate { throw SimFailure(description: "read \(id) of an UpToDate disk failed: \(error ?? "?")") }
+            readsFailed += 1
+            return
+        }
+        guard data.count == r.expected.count * 512 else { throw SimFailure(description: "read \(id) returned \(data.count) bytes") }
+        let got = SimDisk.stamps(data)
+        for (i, want) in r.expected.enumerated() where !r.loose.contains(r.offset + i) && got[i] != want {
+            throw SimFailure(description: "read \(id) on node \(n): sector \(r.offset + i) holds \(got[i]), the last write left \(want)")
+        }
+        readsChecked += 1
+    }
+
+    /// A write's sectors overlap writes in flight: neither leaves a known value there.
+    mutating func noteWriteIssued(_ id: UInt64, offset: Int, count: Int) {
+        let mine = offset..<(offset + count)
+        for (oid, o) in outstanding where oid != id && !o.isFlush && (o.offset..<(o.offset + o.stamps.count)).overlaps(mine) {
+            contested.insert(oid)
+            contested.insert(id)
+        }
+        for (rid, r) in reads where (r.offset..<(r.offset + r.expected.count)).overlaps(mine) {
+            for s in mine { reads[rid]?.loose.insert(s) }
+        }
+    }
+
+    mutating func noteWriteDone(_ id: UInt64, offset: Int, stamps: [UInt64], error: String?) {
+        let wasContested = contested.remove(id) != nil
+        guard !truth.isEmpty else { return }
+        for (i, st) in stamps.enumerated() {
+            if error == nil && !wasContested { truth[offset + i] = st; ambiguous.remove(offset + i) } else { ambiguous.insert(offset + i) }
+        }
     }
 
     mutating func feed(_ n: Int, _ e: EngineEvent) throws {
@@ -364,6 +413,7 @@ struct ReplicationSimulation {
         case .metaData(let token, let op): nodes[n].disk.submit(token, .meta(op))
         case .completeApp(let id, let error):
             guard let o = outstanding.removeValue(forKey: id) else { throw SimFailure(description: "completion for unknown app id \(id)") }
+            if !o.isFlush { noteWriteDone(id, offset: o.offset, stamps: o.stamps, error: error) }
             if error == nil && !o.isFlush && wireProtocol == 3, let g = o.sentGeneration, g == generation, linkUp {
                 // Protocol C: the acknowledged write is on the peer's disk.
                 let peer = nodes[1 - n].disk.volatile
@@ -422,6 +472,10 @@ struct ReplicationSimulation {
 
     mutating func crash(_ n: Int) throws {
         let wasPrimary = nodes[n].engine.status.role == .primary
+        // Writes a crash may lose (protocol A, unflushed) leave nothing known for reads; reads
+        // in flight on the crashed node are gone with it.
+        truthValid = false
+        for (id, r) in reads where r.node == n { reads[id] = nil }
         nodes[n].disk.crash(&rng)
         if verifySource == n { verifySource = nil }  // its answer died with it
         sentReports[n] = []  // the process is gone (and a new engine numbers requests anew)
@@ -516,7 +570,9 @@ struct ReplicationSimulation {
         } else if workload && r >= 80 && r < 92 && outstanding.count < 6 && nodes[primaryIndex].engine.status.role == .primary {
             let id = nextAppID
             nextAppID += 1
-            if rng.chance(0.1) {
+            if instantSeed && rng.chance(0.35) {
+                try issueRead(id)
+            } else if rng.chance(0.1) {
                 outstanding[id] = (0, [], nil, true)
                 try feed(primaryIndex, .appFlush(id: id))
             } else {
@@ -528,8 +584,9 @@ struct ReplicationSimulation {
                 let off = lo + Int(rng.next() % UInt64(hi - lo - len))
                 let stamps = (0..<len).map { _ in let s = nextStamp; nextStamp += 1; return s }
                 let st = nodes[primaryIndex].engine.status
-                let replicating = linkUp && [.connected, .syncSource].contains(st.connection) && st.peerDisk >= .inconsistent
+                let replicating = linkUp && [.connected, .syncSource, .syncTarget, .pausedSyncT].contains(st.connection) && st.peerDisk >= .inconsistent
                 outstanding[id] = (off, stamps, replicating ? generation : nil, false)
+                noteWriteIssued(id, offset: off, count: len)
                 try feed(primaryIndex, .appWrite(id: id, offset: UInt64(off * 512), data: SimDisk.bytes(stamps[...]),
                                                  fua: rng.chance(0.1)))
                 if nodes[primaryIndex].engine.status.writesWaitingForActivityLog > 0 { activityLogWaits += 1 }
@@ -652,22 +709,58 @@ struct ReplicationSimulation {
         }
     }
 
+    /// A read on the Primary of a range no write in flight covers and whose last writes are
+    /// known (instant-access seeds).
+    mutating func issueRead(_ id: UInt64) throws {
+        guard truthValid, reads.count < 4 else { return }
+        let len = 1 + Int(rng.next() % 16)
+        let k = Int(rng.next() % 4)
+        let lo = max(0, k * Self.extentSectors - 256), hi = min(Self.sectors, k * Self.extentSectors + 768)
+        let off = lo + Int(rng.next() % UInt64(hi - lo - len))
+        let range = off..<(off + len)
+        guard !range.contains(where: { ambiguous.contains($0) }) else { return }
+        var loose = Set<Int>()
+        for o in outstanding.values where !o.isFlush {
+            for s in range where s >= o.offset && s < o.offset + o.stamps.count { loose.insert(s) }
+        }
+        reads[id] = (primaryIndex, off, Array(truth[range]), loose)
+        try feed(primaryIndex, .appRead(id: id, offset: UInt64(off * 512), length: UInt64(len * 512)))
+    }
+
+    /// Instant access: once node 1 is SyncTarget and node 0 idle, node 0 steps down and node 1
+    /// is promoted with a plain `primary`; the load follows.
+    mutating func switchToRestoringPrimary() throws {
+        guard !instantSwitched, outstanding.isEmpty, reads.isEmpty else { return }
+        let s1 = nodes[1].engine.status, s0 = nodes[0].engine.status
+        guard s1.connection == .syncTarget, s1.disk == .inconsistent, s0.role == .primary, s0.writesInFlight == 0 else { return }
+        try feed(0, .admin(token: adminToken, .secondary))
+        guard nodes[0].engine.status.role == .secondary else { return }
+        instantSwitched = true
+        primaryIndex = 1
+        try feed(1, .admin(token: adminToken, .primary(force: false)))
+        log.append("instant access: node 1 promoted while SyncTarget (\(nodes[1].engine.status.role))")
+    }
+
     /// A whole run: connect, force node 0 primary (initial full sync), a write load with
     /// faults, then heal and check that both disks converge.
     mutating func run(steps: Int) throws {
         for n in 0..<2 { try feed(n, .admin(token: 0, .connect)) }
         var promoted = false
+        truth = nodes[0].disk.volatile
         for i in 0..<steps {
             // Promote node 0 (retried: a cut may lose the state-change request).
             if nodes[0].engine.status.role == .primary { promoted = true }
             if verifySeed && (i == 300 || i == 310) { corruptBlock() }
             // One seed in twenty: restore on the secondary (joins a resync, or pulls everything).
-            if (seed % 20 == 3 || seed % 20 == 8) && i == 400 { try feed(1, .admin(token: adminToken, .restore(discardMyData: seed / 20 % 2 == 0))) }
+            if (seed % 20 == 3 || seed % 20 == 8 || instantSeed) && i == 400 {
+                try feed(1, .admin(token: adminToken, .restore(discardMyData: seed / 20 % 2 == 0)))
+            }
+            if instantSeed && i > 400 { try switchToRestoringPrimary() }
             if invalidateSeed && i == 400 {
                 try feed(seed / 10 % 2 == 0 ? 1 : 0, .admin(token: adminToken, seed / 10 % 2 == 0 ? .invalidate : .invalidateRemote))
             }
-            if i > 20 && i % 25 == 0 && nodes[0].engine.status.role != .primary {
-                try feed(0, .admin(token: adminToken, .primary(force: !promoted)))
+            if i > 20 && i % 25 == 0 && nodes[primaryIndex].engine.status.role != .primary {
+                try feed(primaryIndex, .admin(token: adminToken, .primary(force: primaryIndex == 0 && !promoted)))
             }
             try step(workload: i > 20)
         }

@@ -14,7 +14,8 @@ import Testing
         guard !seeds.isEmpty else { return }
         var failures: [String] = []
         var totals = (orderChecks: 0, divergenceChecks: 0, alWaits: 0, versions: Set<Int>(), aheadResyncs: 0, readPauses: 0,
-                      congestionDisconnects: 0, compressedResyncs: 0, verifies: 0, csumsInSync: 0, invalidates: 0, compressedWrites: 0, restores: 0)
+                      congestionDisconnects: 0, compressedResyncs: 0, verifies: 0, csumsInSync: 0, invalidates: 0, compressedWrites: 0, restores: 0,
+                      instantPromotions: 0, readsChecked: 0, readsFailed: 0)
         var unresolvable = 0
         for seed in seeds {
             var sim = ReplicationSimulation(seed: seed)
@@ -52,6 +53,9 @@ import Testing
             totals.compressedWrites += sim.compressedWrites
             if sim.nodes.contains(where: { $0.engine.status.resyncSameBytes > 0 }) { totals.csumsInSync += 1 }
             totals.invalidates += sim.log.filter { $0.contains("every block out of sync, full resync") }.count
+            totals.instantPromotions += sim.log.filter { $0.contains("role: Primary while the disk is restored") }.count
+            totals.readsChecked += sim.readsChecked
+            totals.readsFailed += sim.readsFailed
             totals.restores += sim.log.filter { $0.contains("restore: the peer holds the same data generation") || $0.contains("restore --discard-my-data") }.count
         }
         #expect(failures.isEmpty, "replay with TANDEM_SIM_SEED=<seed>:\n\(failures.joined(separator: "\n"))")
@@ -72,6 +76,11 @@ import Testing
             #expect(totals.csumsInSync > 0, "no resync found a block in sync by its digest")
             #expect(totals.invalidates > 0, "no invalidate or invalidate-remote ran")
             #expect(totals.restores > 0, "no restore pulled the data back")
+            #expect(totals.instantPromotions > 0, "no node was promoted while SyncTarget (instant access)")
+            #expect(totals.readsChecked > 0, "no read was checked against the writes")
+        }
+        if env["TANDEM_SIM_TRACE"] != nil || seeds.count >= 25 {
+            print("simulation half \(half): \(totals.instantPromotions) promotions during a restore, \(totals.readsChecked) reads checked, \(totals.readsFailed) failed without a good copy")
         }
     }
 }
