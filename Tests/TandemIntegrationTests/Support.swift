@@ -37,12 +37,39 @@ enum Tools {
         return Result(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
     }
 
+    /// Python that clears the signal mask and executes argv[1:] (a test thread blocks some
+    /// signals, and a child inherits the mask: PostgreSQL's backends then never wake).
+    static let clearSignalMask = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])"
+
+    /// `run` with no signals blocked in the program, no descriptor but 0-2 open in it, and its
+    /// output (both streams) through a file: a daemon it starts (PostgreSQL) inherits them, and
+    /// a pipe (or Foundation's own descriptor) held open by it would hold the wait as long as
+    /// the daemon lives.
+    @discardableResult
+    static func runUnmasked(_ exe: String, _ args: [String]) throws -> Result {
+        let path = NSTemporaryDirectory() + "tandem-out-\(UUID().uuidString.prefix(8))"
+        FileManager.default.createFile(atPath: path, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        guard let file = FileHandle(forWritingAtPath: path) else { throw TestFailure("cannot write \(path)") }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = ["-c", clearSignalMask.replacingOccurrences(of: "os.execv", with: "os.closerange(3, 65536); os.execv"), exe] + args
+        p.standardOutput = file
+        p.standardError = file
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        try file.close()
+        let out = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return Result(status: p.terminationStatus, out: out, err: out)
+    }
+
     /// Starts a long-running program with no signals blocked (test threads block some, and a
     /// child inherits the mask), so it can be stopped with SIGTERM.
     static func spawn(_ exe: String, _ args: [String]) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])", exe] + args
+        p.arguments = ["-c", clearSignalMask, exe] + args
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         p.standardInput = FileHandle.nullDevice
