@@ -22,13 +22,13 @@ final class HandlerRunner: @unchecked Sendable {
         self.commands = commands; self.environment = environment; self.loop = loop; self.log = log; self.done = done
     }
 
-    /// On the loop.
+    /// On the loop, from the engine's actions: a result is reported later, never from inside.
     func run(_ handler: Handler) {
         loop.preconditionInEventLoop()
-        guard let command = commands[handler] else { done(handler, -1); return }
+        guard let command = commands[handler] else { notRun(handler); return }
         guard running < Self.limit else {
             log("handler \(handler.rawValue) not run: \(Self.limit) handlers are still running")
-            done(handler, -1)
+            notRun(handler)
             return
         }
         let p = Process()
@@ -51,7 +51,11 @@ final class HandlerRunner: @unchecked Sendable {
             log("calling handler \(handler.rawValue): \(command)")
         } catch {
             log("handler \(handler.rawValue) (\(command)) could not start: \(error)")
-            done(handler, -1)
+            notRun(handler)
         }
+    }
+
+    private func notRun(_ handler: Handler) {
+        loop.execute { self.done(handler, -1) }
     }
 }
