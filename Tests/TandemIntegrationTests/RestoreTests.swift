@@ -109,8 +109,10 @@ import Testing
         var s = try c.status("alpha")
         #expect(s["role"] as? String == "Primary" && s["disk"] as? String == "Inconsistent" && s["connection"] as? String == "SyncTarget", "\(s)")
         #expect((s["out-of-sync-kib"] as? Int ?? 0) > size / 1024 / 2, "the restore went too fast for the test: \(s)")
-        // Reads of blocks not restored yet come from beta: 200 random 4 KiB reads in the
-        // second half (the restore goes in order from the start), then the whole device.
+        // Held (pause-sync) while the reads run, so they overlap the restore however slow the
+        // machine: reads of blocks not restored yet come from beta, 200 random 4 KiB reads in
+        // the second half, then the whole device.
+        #expect(try c.tandem("alpha", "pause-sync", "r0").status == 0)
         let timed = try Tools.run("/usr/bin/python3", [Tools.helpers + "/timed-reads.py", c.uri("alpha"), src, "\(size / 2)", "\(size)", "200", "4096"])
         #expect(timed.status == 0 && timed.out.contains("\"differ\": 0"), "\(timed.out) \(timed.err)")
         print("instant access, 4 KiB reads of blocks not yet restored (served by the peer): \(timed.out)")
@@ -119,7 +121,9 @@ import Testing
         let readHash = try Tools.run("/bin/sh", ["-c", "sha256sum < \(copy)"]).out.prefix(64)
         #expect(readHash == (try c.dataHash("beta", bytes: size)), "alpha's export read other data than beta holds")
         s = try c.status("alpha")
-        #expect(s["connection"] as? String == "SyncTarget", "the whole read was not during the restore: \(s)")
+        #expect(s["connection"] as? String == "PausedSyncT" && (s["out-of-sync-kib"] as? Int ?? 0) > 0,
+                "the whole read was not during the restore: \(s)")
+        #expect(try c.tandem("alpha", "resume-sync", "r0").status == 0)
         // Writes land on both, and read back at once.
         try #require(try Tools.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0x7e 48M 1M", "-c", "read -P 0x7e 48M 1M",
                                                         c.uri("alpha")]).status == 0)
