@@ -193,7 +193,7 @@ import Testing
         #expect(r.status == 0, "\(r.err)")
         let sizes = c.log("alpha").matches(of: /Began resync as SyncTarget \(will sync (\d+) KB/).compactMap { Int($0.1) }
         let second = try #require(sizes.last)
-        #expect(Double(second) <= 0.6 * Double(total), "after the kill the restore moved \(second) KB of \(total) KB")
+        #expect(Double(second) <= 0.6 * Double(total), "after the kill the restore moved \(second) KB of \(total) KB; alpha: \(c.log("alpha").suffix(4000)) beta: \(c.log("beta").suffix(3000))")
         print("restore (\(victim) killed half way): \(second) KB of \(total) KB after restart")
         #expect(try c.dataHash("alpha", bytes: size) == c.dataHash("beta", bytes: size))
     }

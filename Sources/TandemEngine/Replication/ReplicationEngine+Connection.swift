@@ -231,7 +231,11 @@ extension ReplicationEngine {
             let invalidating = pendingAdmin.map { $0.command == .invalidate || $0.command == .invalidateRemote } ?? false
             if (peerStartsSync || considerResync) && !invalidating { syncHandshake() }
         case .syncSource, .pausedSyncS:
-            if c == .connected && d == .upToDate { finishResyncAsSource() }
+            // The target's Connected/UpToDate ends the resync only after it was seen as the
+            // target: a state it sent before the resync began (still in flight when this node
+            // became the source) says nothing about it.
+            if c == .syncTarget || c == .pausedSyncT { resync?.peerSeenAsTarget = true }
+            if c == .connected && d == .upToDate && resync?.peerSeenAsTarget == true { finishResyncAsSource() }
         case .verifyT:
             // The VerifyS node ended the verify (or stopped it early).
             if c == .connected { finishVerify() }

@@ -45,6 +45,8 @@ struct ResyncState: Sendable {
     var useCsums = false
     /// The target's bitmap write that must be durable before it requests blocks.
     var bitmapDurableAt: UInt64?
+    /// The source has seen the peer as SyncTarget (or PausedSyncT) in a P_STATE.
+    var peerSeenAsTarget = false
 }
 
 /// Bitmap exchange (plain P_BITMAP chunks out; plain and RLE in), sync UUIDs, resync requests
