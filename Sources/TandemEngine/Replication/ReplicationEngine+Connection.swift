@@ -231,11 +231,12 @@ extension ReplicationEngine {
             let invalidating = pendingAdmin.map { $0.command == .invalidate || $0.command == .invalidateRemote } ?? false
             if (peerStartsSync || considerResync) && !invalidating { syncHandshake() }
         case .syncSource, .pausedSyncS:
-            // The target's Connected/UpToDate ends the resync only after it was seen as the
-            // target: a state it sent before the resync began (still in flight when this node
-            // became the source) says nothing about it.
+            // The target's Connected/UpToDate ends the resync when nothing is left here (as
+            // DRBD's receive_state) or after the target was seen as such (a Tandem target says
+            // so; the kernel does not): a state sent before the resync began, still in flight
+            // when this node became the source, says nothing about it.
             if c == .syncTarget || c == .pausedSyncT { resync?.peerSeenAsTarget = true }
-            if c == .connected && d == .upToDate && resync?.peerSeenAsTarget == true { finishResyncAsSource() }
+            if c == .connected && d == .upToDate && (bitmap.setCount == 0 || resync?.peerSeenAsTarget == true) { finishResyncAsSource() }
         case .verifyT:
             // The VerifyS node ended the verify (or stopped it early).
             if c == .connected { finishVerify() }
