@@ -21,31 +21,29 @@ final class ExportVolume {
         device = l.out.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    func run(_ exe: String, _ args: [String]) throws -> Tools.Result { try Tools.run(exe, args) }
-
     func mkfs() throws {
-        let r = try run("/usr/sbin/mkfs.ext4", ["-q", "-F", device])
+        let r = try Tools.run("/usr/sbin/mkfs.ext4", ["-q", "-F", device])
         guard r.status == 0 else { throw TestFailure("mkfs.ext4: \(r.err)") }
     }
 
     func mount() throws {
-        let r = try run("/usr/bin/mount", [device, mountPoint])
+        let r = try Tools.run("/usr/bin/mount", [device, mountPoint])
         guard r.status == 0 else { throw TestFailure("mount \(device): \(r.err)") }
     }
 
     func unmount() throws {
-        let r = try run("/usr/bin/umount", [mountPoint])
+        let r = try Tools.run("/usr/bin/umount", [mountPoint])
         guard r.status == 0 else { throw TestFailure("umount: \(r.err)") }
     }
 
     /// e2fsck's verdict on the unmounted filesystem: exit status 0 is clean.
-    func fsck() throws -> Tools.Result { try run("/usr/sbin/e2fsck", ["-f", "-n", device]) }
+    func fsck() throws -> Tools.Result { try Tools.run("/usr/sbin/e2fsck", ["-f", "-n", device]) }
 
     /// Lazily: the export behind it may be gone (its daemon killed).
     func remove() {
-        _ = try? run("/usr/bin/umount", ["-l", mountPoint])
-        _ = try? run("/usr/sbin/losetup", ["-d", device])
-        _ = try? run("/usr/bin/umount", ["-l", work + "/fuse"])
+        _ = try? Tools.run("/usr/bin/umount", ["-l", mountPoint])
+        _ = try? Tools.run("/usr/sbin/losetup", ["-d", device])
+        _ = try? Tools.run("/usr/bin/umount", ["-l", work + "/fuse"])
         if fuse.isRunning { fuse.terminate() }
         try? FileManager.default.removeItem(atPath: work)
     }

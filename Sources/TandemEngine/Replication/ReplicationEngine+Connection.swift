@@ -35,10 +35,12 @@ extension ReplicationEngine {
 
     /// The link is gone: every write the peer has not confirmed durable (barrier ack) is
     /// marked out of sync, and writes waiting for a peer ack complete on the local write alone.
-    mutating func onLinkLost(_ reason: String) {
+    /// `peerOutdated`: the peer outdated its disk as it left (a fencing disconnect), so it
+    /// needs no fencing and stays known as Outdated.
+    mutating func onLinkLost(_ reason: String, peerOutdated: Bool = false) {
         let hadLink = link != nil
         let peerDiskWasUsable = peerDisk >= .inconsistent
-        let peerMayBeUpToDate = peerDisk >= .consistent
+        let peerMayBeUpToDate = peerDisk >= .consistent && !peerOutdated
         link = nil
         if conn != .standAlone { conn = .wfConnection }
         if hadLink { lastError = lastError ?? reason; log("connection lost: \(reason)") }
@@ -76,6 +78,11 @@ extension ReplicationEngine {
             newCurrentUUID()
         }
         if role == .primary && peerMayBeUpToDate && hadLink { fenceLostPeer() }
+        if peerOutdated {
+            peerDisk = .outdated
+            if !persistent.peerOutdated { persistent.peerOutdated = true; persist() }
+            log("the peer outdated its disk as it disconnected (fencing)")
+        }
         if let (token, cmd) = pendingAdmin {
             pendingAdmin = nil
             if case .restore = cmd { restoreAdmin = nil }
@@ -416,15 +423,9 @@ extension ReplicationEngine {
             enterStartingSync(target: true)
         case .disconnect:
             let outdatedPeer = disconnectOutdatesPeer
-            if outdatedPeer { peerDisk = .outdated }  // no fence-peer: the peer outdated itself
             emit(.dropLink(reason: "disconnect requested"))
-            onLinkLost("disconnect requested")
+            onLinkLost("disconnect requested", peerOutdated: outdatedPeer)
             conn = .standAlone
-            if outdatedPeer {
-                peerDisk = .outdated
-                if !persistent.peerOutdated { persistent.peerOutdated = true; persist() }
-                log("the peer outdated its disk as it disconnected (fencing)")
-            }
             emit(.adminDone(token: token, error: nil))
         default: emit(.adminDone(token: token, error: nil))
         }
@@ -581,6 +582,14 @@ extension ReplicationEngine {
             resyncStep()
         default: break
         }
+    }
+
+    /// The role change of the `secondary` verb and of call-pri-lost-after-sb.
+    mutating func becomeSecondary() {
+        role = .secondary
+        persistent.current &= ~1
+        persistent.primary = false
+        persist()
     }
 
     mutating func becomePrimary(force: Bool, token: UInt64) {

@@ -1,5 +1,11 @@
 import TandemCodecs
 
+/// Why fence-peer runs: the link to the peer was lost, or a promotion waits for it.
+enum FencePeerRun: Sendable {
+    case lostPeer
+    case promotion(token: UInt64, force: Bool)
+}
+
 /// Outdating (#10 item 5), as DRBD 8.4 does it with `fencing resource-only`: a Primary that
 /// loses its UpToDate peer calls fence-peer, whose exit code says what became of the peer's
 /// disk; a disconnected Secondary is outdated by `outdate` (what the handler runs there) or
@@ -13,7 +19,7 @@ extension ReplicationEngine {
     mutating func fenceLostPeer() {
         guard settings.fencing != .dontCare, role == .primary, fencingPeer == nil else { return }
         log("fencing resource-only: the peer may still be running; calling fence-peer to outdate it")
-        fencingPeer = (nil, nowMs)
+        fencingPeer = .lostPeer
         emit(.runHandler(.fencePeer))
     }
 
@@ -21,27 +27,27 @@ extension ReplicationEngine {
     /// conn_try_outdate_peer in drbd_set_role).
     mutating func fenceBeforePromotion(token: UInt64, force: Bool) {
         log("promotion of a Consistent disk: calling fence-peer to outdate the peer first")
-        fencingPeer = ((token, force), nowMs)
+        fencingPeer = .promotion(token: token, force: force)
         emit(.runHandler(.fencePeer))
     }
 
     mutating func onHandlerDone(_ h: Handler, _ code: Int32) {
         guard h == .fencePeer, let f = fencingPeer else { return }
         fencingPeer = nil
-        var peerFenced = false
+        // What the peer's disk is now known to be, when the handler fenced it.
+        var fencedAs: DiskState?
         let what: String
         switch code {
         case 3:
             what = "peer is inconsistent or worse"
-            peerFenced = true
-            if link == nil { peerDisk = .inconsistent }
+            fencedAs = .inconsistent
         case 4, 7:
             what = code == 4 ? "peer was fenced" : "peer was stonithed"
-            peerFenced = true
+            fencedAs = .outdated
         case 5:
             if disk == .upToDate {
                 what = "peer is unreachable, assumed to be dead"
-                peerFenced = true
+                fencedAs = .outdated
             } else {
                 what = "peer unreachable, doing nothing since disk != UpToDate"
             }
@@ -55,12 +61,12 @@ extension ReplicationEngine {
             what = "fence-peer helper broken, returned \(code)"
         }
         log("fence-peer helper returned \(code) (\(what))")
-        if peerFenced && link == nil {
-            if code != 3 { peerDisk = .outdated }
+        if let d = fencedAs, link == nil {
+            peerDisk = d
             if !persistent.peerOutdated { persistent.peerOutdated = true; persist() }
         }
-        guard let (token, force) = f.forPromotion else { return }
-        if peerFenced && link == nil && disk == .consistent {
+        guard case .promotion(let token, let force) = f else { return }
+        if fencedAs != nil && link == nil && disk == .consistent {
             disk = .upToDate
             becomePrimary(force: force, token: token)
         } else if link != nil {

@@ -4,9 +4,8 @@ import TandemCodecs
 /// so what it wrote last is what is on disk, whatever order the disk completes other I/O in.
 struct MetaDataLane: Sendable {
     var queue: [(seq: UInt64, op: MetaDataOperation)] = []
-    var inFlight: (token: UInt64, seq: UInt64)?
-    /// The bitmap pages the write in flight carries (none for other writes).
-    var inFlightPages = 0
+    /// The write in flight, and the bitmap pages it carries (none for other writes).
+    var inFlight: (token: UInt64, seq: UInt64, pages: Int)?
     var nextSeq: UInt64 = 1
     /// Every operation up to this one is durable.
     var doneSeq: UInt64 = 0
@@ -62,8 +61,8 @@ extension ReplicationEngine {
         let token = nextToken
         nextToken += 1
         diskPurpose[token] = .metaData(seq: seq)
-        lane.inFlight = (token, seq)
-        if case .bitmapPages(let pages, _) = op { lane.inFlightPages = pages.count } else { lane.inFlightPages = 0 }
+        let pages = if case .bitmapPages(let p, _) = op { p.count } else { 0 }
+        lane.inFlight = (token, seq, pages)
         emit(.metaData(token: token, op))
     }
 
@@ -109,7 +108,7 @@ extension ReplicationEngine {
         let queued = lane.queue.reduce(0) { n, e in
             if case .bitmapPages(let pages, _) = e.op { n + pages.count } else { n }
         }
-        return bitmap.dirtyPages.count + queued + (lane.inFlight == nil ? 0 : lane.inFlightPages)
+        return bitmap.dirtyPages.count + queued + (lane.inFlight?.pages ?? 0)
     }
 
     /// Sets the bits of a byte range (partial blocks included).

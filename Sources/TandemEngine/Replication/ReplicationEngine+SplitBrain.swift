@@ -55,12 +55,4 @@ extension ReplicationEngine {
         }
         return hg
     }
-
-    /// The role change of the `secondary` verb and of call-pri-lost-after-sb.
-    mutating func becomeSecondary() {
-        role = .secondary
-        persistent.current &= ~1
-        persistent.primary = false
-        persist()
-    }
 }

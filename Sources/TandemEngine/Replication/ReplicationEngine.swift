@@ -117,8 +117,8 @@ public struct ReplicationEngine: Sendable {
     var sentBitsSet: UInt64 = 0
     /// The last handshake ended in a split brain nothing resolved.
     var splitBrain = false
-    /// fence-peer is running: for the lost link, or for a promotion (its verb's token).
-    var fencingPeer: (forPromotion: (token: UInt64, force: Bool)?, startedMs: UInt64)?
+    /// fence-peer is running.
+    var fencingPeer: FencePeerRun?
     var peerPaused = false
 
     // Meta-data: the one lane of meta-data writes, the activity log, bitmap writeback.
