@@ -92,6 +92,7 @@ final class ControlHandler: ChannelInboundHandler, @unchecked Sendable {
         case "outdate": d.admin(.outdate, done: reply)
         case "restore": d.admin(.restore(discardMyData: obj["discard-my-data"] as? Bool ?? false), done: reply)
         case "invalidate-remote": d.admin(.invalidateRemote, done: reply)
+        case "resize": d.admin(.resize, done: reply)
         case "down": d.shutdown(done: reply)
         case "events":
             let id = ObjectIdentifier(context.channel)

@@ -65,12 +65,15 @@ public final class NodeDaemon: @unchecked Sendable {
                                 history1: sb.historyUUIDs.1, consistent: sb.flags.contains(.consistent),
                                 wasUpToDate: sb.flags.contains(.wasUpToDate), primary: false,
                                 crashedPrimary: sb.flags.contains(.crashedPrimary) || (crashed && sb.flags.contains(.primaryIndicator)),
-                                peerOutdated: sb.flags.contains(.peerOutdated))
-        engine = ReplicationEngine(settings: plan.settings, sizeSectors: store.layout.dataSectors, persistent: p,
+                                peerOutdated: sb.flags.contains(.peerOutdated), agreedSectors: sb.lastAgreedSizeSectors)
+        guard plan.settings.userSizeSectors <= store.layout.dataSectors else {
+            throw ConfigError(nil, "\(plan.name): size \(plan.settings.userSizeSectors) sectors is larger than the data area of \(plan.diskPath) (\(store.layout.dataSectors) sectors)")
+        }
+        engine = ReplicationEngine(settings: plan.settings, backingSectors: store.layout.dataSectors, persistent: p,
                                    bitmap: try store.loadBitmap(), activityLogNextTransaction: store.activityLogNextTransaction)
         engine.entropy = UInt64.random(in: 1...UInt64.max)
         if case .kernel(let path, _) = plan.export {
-            kernelClient = try KernelNBDClient(devicePath: path, sizeBytes: store.layout.dataBytes,
+            kernelClient = try KernelNBDClient(devicePath: path, sizeBytes: engine.sizeSectors * 512,
                                                flags: NBDProtocol.servedFlags & ~NBDProtocol.tfCanMultiConn)
             // Serving the kernel's own block device: lock memory and become an I/O flusher
             // before the first thread exists, so every thread inherits it.
@@ -130,7 +133,7 @@ public final class NodeDaemon: @unchecked Sendable {
             }
             self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in self.periodic() }
         }.wait()
-        log("up: \(plan.name) on \(plan.node), disk \(plan.diskPath) (\(store.layout.dataSectors / 2) KiB), export \(plan.export.uri), protocol \(["?", "A", "B", "C"][Int(plan.settings.wireProtocol)])")
+        log("up: \(plan.name) on \(plan.node), disk \(plan.diskPath) (\(engine.sizeSectors / 2) KiB of a \(store.layout.dataSectors / 2) KiB data area), export \(plan.export.uri), protocol \(["?", "A", "B", "C"][Int(plan.settings.wireProtocol)])")
         let signals = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
         signal(SIGTERM, SIG_IGN)
         signals.setEventHandler { me.loop.execute { me.shutdown { _ in } } }
@@ -252,6 +255,18 @@ public final class NodeDaemon: @unchecked Sendable {
             pendingAdmin.removeValue(forKey: token)?(error)
         case .log(let s): log(s)
         case .runHandler(let h): handlers.run(h)
+        case .checkBacking(let token):
+            // The bitmap as it stands now: later changes reach the disk through meta-data
+            // writes issued after this one, on the same disk thread, at the new place.
+            let store = self.store, bitmap = engine.bitmap
+            diskThread.runIfActive(eventLoop: loop) { () -> UInt64 in
+                try store.moveToGrownDevice(bitmap: bitmap)?.dataSectors ?? store.layout.dataSectors
+            }.whenComplete { r in
+                switch r {
+                case .success(let n): self.feed(.backingChecked(token: token, dataSectors: n, error: nil))
+                case .failure(let e): self.feed(.backingChecked(token: token, dataSectors: nil, error: "\(e)"))
+                }
+            }
         }
     }
 
@@ -367,7 +382,8 @@ final class ExportBackend: NBDBackend, @unchecked Sendable {
     unowned let daemon: NodeDaemon
     init(daemon: NodeDaemon) { self.daemon = daemon }
     var exportName: String { daemon.plan.export.name }
-    var sizeBytes: UInt64 { daemon.store.layout.dataBytes }
+    /// The size both nodes agreed (a client connecting after a resize sees the new size).
+    var sizeBytes: UInt64 { daemon.engine.sizeSectors * 512 }
     var writable: Bool { daemon.lastStatus?.role == .primary }
 
     func handle(_ request: NBDRequest, reply: @escaping @Sendable (NBDReply) -> Void) {

@@ -20,7 +20,6 @@ enum OptionSupport {
     static func only(_ values: String?...) -> [String?] { values }
 
     static let rules: [Rule] = [
-        Rule(section: "disk", name: "size", honoured: only(nil, "0"), reason: "the device is the whole data area; a smaller size is not supported yet"),
         Rule(section: "disk", name: "max-bio-bvecs", honoured: only(nil, "0"), reason: "it limits kernel bios and has no meaning here"),
         Rule(section: "disk", name: "on-io-error", honoured: only(nil, "pass_on"),
              reason: "data I/O errors are passed on to the application; only meta-data I/O errors detach the disk"),

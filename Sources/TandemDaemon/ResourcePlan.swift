@@ -152,6 +152,10 @@ public struct ResourcePlan: Sendable {
         st.cFillTarget = UInt32(Self.sectors(fill) ?? 0)
         st.maxBuffers = Int(v("max-buffers", "net") ?? "") ?? 2048
         st.diskFlushes = v("disk-flushes", "disk") != "no"
+        guard let userSize = Self.sectors(v("size", "disk") ?? "0") else {
+            throw ConfigError(nil, "\(r.name): size \(v("size", "disk") ?? ""): not a size (sectors, or a number with K, M or G)")
+        }
+        st.userSizeSectors = userSize
         st.cMaxRateKiB = UInt32(Self.kib(v("c-max-rate", "disk")) ?? 102_400)
         st.cMinRateKiB = UInt32(Self.kib(v("c-min-rate", "disk")) ?? 250)
         st.maxEpochSize = Int(v("max-epoch-size", "net") ?? "") ?? 2048

@@ -50,6 +50,7 @@ public struct StatusReport: Sendable {
             "al-writes-waiting": status.writesWaitingForActivityLog,
             "al-extents-hot": status.activityLogHot, "al-extents-held": status.activityLogHeld,
             "bitmap-unwritten-pages": status.bitmapPagesUnwritten,
+            "size-kib": status.sizeSectors / 2, "data-area-kib": status.backingSectors / 2,
             "resync-data-kib": status.resyncDataBytes / 1024, "resync-wire-kib": status.resyncWireBytes / 1024,
             "replicated-data-kib": status.replicatedDataBytes / 1024, "replicated-wire-kib": status.replicatedWireBytes / 1024,
             "uuids": [Hex.upper(status.uuids.current, digits: 16), Hex.upper(status.uuids.bitmap, digits: 16),

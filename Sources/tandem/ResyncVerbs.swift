@@ -120,3 +120,13 @@ struct Restore: ParsableCommand {
         if wait { try SyncProgress(arguments: arguments).waitUntilInSync() }
     }
 }
+
+/// `resize RES`: after both backing devices grew, grow the replicated device to the smaller of
+/// the two (DRBD's resize). Each node moves its meta-data to the new end of its device; the
+/// grown part resyncs from the Primary. Run it on either node (the peer looks at its own device
+/// when told).
+struct Resize: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resize", abstract: "Grow the device after both backing devices grew (drbdadm resize).")
+    @OptionGroup var arguments: ResourceArguments
+    func run() throws { _ = try arguments.client().request(["verb": "resize"]) }
+}

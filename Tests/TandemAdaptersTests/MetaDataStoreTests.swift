@@ -164,7 +164,7 @@ final class StandaloneNode {
         store = try MetaDataStore(device: device, alExtents: alExtents)
         var settings = EngineSettings()
         settings.alExtents = alExtents
-        engine = ReplicationEngine(settings: settings, sizeSectors: store.layout.dataSectors, persistent: PersistentState(),
+        engine = ReplicationEngine(settings: settings, backingSectors: store.layout.dataSectors, persistent: PersistentState(),
                                    bitmap: try store.loadBitmap(), activityLogNextTransaction: store.activityLogNextTransaction)
         rng = SplitMix(seed: seed)
         feed(.admin(token: 1, .primary(force: true)))

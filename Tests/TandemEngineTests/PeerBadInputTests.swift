@@ -16,15 +16,19 @@ struct EnginePair {
     /// Packets held back instead of delivered (by the receiving node's test predicate).
     var hold: (Int, Packet) -> Bool = { _, _ in false }
     var held: [(Int, Packet, Socket)] = []
+    var backingAnswers: [(Int, UInt64)] = []
 
     static let sectors: UInt64 = 16384  // 8 MiB
+    /// Each node's data area as `.checkBacking` finds it (a test grows it for a resize).
+    var backing: [UInt64]
 
-    init(settings: EngineSettings) {
-        let p = PersistentState(current: 0xABCD_0000, consistent: true, wasUpToDate: true)
-        engines = (0..<2).map { _ in
-            ReplicationEngine(settings: settings, sizeSectors: Self.sectors, persistent: p, bitmap: OutOfSyncBitmap(bitCount: Self.sectors / 8))
+    init(settings: EngineSettings, sectors: (UInt64, UInt64) = (sectors, sectors),
+         persistent: PersistentState = PersistentState(current: 0xABCD_0000, consistent: true, wasUpToDate: true)) {
+        backing = [sectors.0, sectors.1]
+        engines = [sectors.0, sectors.1].map { n in
+            ReplicationEngine(settings: settings, backingSectors: n, persistent: persistent, bitmap: OutOfSyncBitmap(bitCount: (n + 7) / 8))
         }
-        disks = [[UInt8](repeating: 0, count: Int(Self.sectors) * 512), [UInt8](repeating: 0, count: Int(Self.sectors) * 512)]
+        disks = [[UInt8](repeating: 0, count: Int(sectors.0) * 512), [UInt8](repeating: 0, count: Int(sectors.1) * 512)]
     }
 
     mutating func feed(_ n: Int, _ e: EngineEvent) {
@@ -46,6 +50,7 @@ struct EnginePair {
             case .dropLink(let why):
                 drops.append("node \(n): \(why)")
                 cut()
+            case .checkBacking(let t): backingAnswers.append((n, t))
             default: break
             }
         }
@@ -84,6 +89,11 @@ struct EnginePair {
                 } else if !sentReports.isEmpty {
                     let (n, t) = sentReports.removeFirst()
                     feed(n, .sent(token: t))
+                    moved = true
+                } else if !backingAnswers.isEmpty {
+                    let (n, t) = backingAnswers.removeFirst()
+                    if backing[n] > disks[n].count / 512 { disks[n] += [UInt8](repeating: 0, count: Int(backing[n]) * 512 - disks[n].count) }
+                    feed(n, .backingChecked(token: t, dataSectors: backing[n], error: nil))
                     moved = true
                 }
             }

@@ -342,7 +342,7 @@ struct ReplicationSimulation {
         nodes = (0..<2).map { _ in
             var disk = SimDisk(sectors: Self.sectors)
             disk.meta.superblock = start
-            return SimNode(engine: ReplicationEngine(settings: settings, sizeSectors: UInt64(Self.sectors), persistent: start,
+            return SimNode(engine: ReplicationEngine(settings: settings, backingSectors: UInt64(Self.sectors), persistent: start,
                                                      bitmap: OutOfSyncBitmap(bitCount: UInt64(Self.sectors / 8))),
                            disk: disk)
         }
@@ -426,6 +426,10 @@ struct ReplicationSimulation {
             adminResults[token] = err ?? ""
             if let err { log.append("admin on \(n): \(err)") }
         case .runHandler(let h): log.append("[\(n)] handler \(h.rawValue)")
+        case .checkBacking:
+            // Only a resize asks, and the simulation never resizes (SizeTests and the engine's
+            // size tests do).
+            throw SimFailure(description: "node \(n) looked at its backing device without a resize")
         case .completeRead(let id, let data, let error): try onReadDone(n, id, data, error)
         case .log(let s):
             if s.hasPrefix("Online verify done") { verifiesDone[n] += 1 }
@@ -490,7 +494,7 @@ struct ReplicationSimulation {
         p.primary = false
         p.current &= ~1
         nodes[n].earlierBarrierFlushes += nodes[n].engine.barrierFlushes
-        nodes[n].engine = ReplicationEngine(settings: nodes[n].engine.settings, sizeSectors: UInt64(Self.sectors),
+        nodes[n].engine = ReplicationEngine(settings: nodes[n].engine.settings, backingSectors: UInt64(Self.sectors),
                                             persistent: p, bitmap: bm, activityLogNextTransaction: next)
         nodes[n].engine.entropy = rng.next()
         try feed(n, .tick(nowMs: nowMs))

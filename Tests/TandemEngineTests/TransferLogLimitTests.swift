@@ -8,7 +8,7 @@ import TandemCodecs
     @Test func writesBeyondTheLimitWaitAndAllComplete() {
         var settings = EngineSettings()
         settings.transferLogLimit = 4
-        var engine = ReplicationEngine(settings: settings, sizeSectors: 16384,
+        var engine = ReplicationEngine(settings: settings, backingSectors: 16384,
                                        persistent: PersistentState(current: 0x1234, consistent: true, wasUpToDate: true),
                                        bitmap: OutOfSyncBitmap(bitCount: 2048))
         var pending: [UInt64] = []  // tokens of operations issued, not completed

@@ -205,3 +205,11 @@ struct TestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
 }
+
+extension Tools.Result {
+    /// This result, or a failure with what the command printed unless it exited 0.
+    @discardableResult func checked() throws -> Tools.Result {
+        guard status == 0 else { throw TestFailure("exit \(status): \(err.isEmpty ? out : err)") }
+        return self
+    }
+}

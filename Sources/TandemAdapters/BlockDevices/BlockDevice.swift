@@ -24,6 +24,9 @@ public protocol BlockDevice: AnyObject {
     func writeZeroes(at offset: UInt64, length: UInt64) throws(BlockDeviceError)
     /// Releases the device. Further calls fail.
     func close()
+    /// Reads the size again (a loop device after `losetup -c`, a grown file, an EBS volume after
+    /// ModifyVolume) and returns it; `size` says it from then on.
+    func refreshSize() throws(BlockDeviceError) -> UInt64
 }
 
 extension BlockDevice {

@@ -24,7 +24,7 @@ public final class FileBlockDevice: BlockDevice, @unchecked Sendable {
     }
 
     public let path: String
-    public let size: UInt64
+    public private(set) var size: UInt64
     public let logicalBlockSize: Int
     /// True for a block device, false for a regular file.
     public let isBlockDevice: Bool
@@ -73,6 +73,20 @@ public final class FileBlockDevice: BlockDevice, @unchecked Sendable {
     }
 
     deinit { close() }
+
+    public func refreshSize() throws(BlockDeviceError) -> UInt64 {
+        guard fd >= 0 else { throw .io(path: path, operation: "size", errno: EBADF) }
+        if isBlockDevice {
+            var bytes: UInt64 = 0
+            guard tandem_blk_getsize64(fd, &bytes) == 0 else { throw .io(path: path, operation: "ioctl(BLKGETSIZE64)", errno: errno) }
+            size = bytes
+        } else {
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw .io(path: path, operation: "fstat", errno: errno) }
+            size = UInt64(st.st_size)
+        }
+        return size
+    }
 
     public func close() {
         if fd >= 0 { Glibc.close(fd); fd = -1 }

@@ -8,7 +8,7 @@
 /// boundary.
 public final class MemoryBlockDevice: BlockDevice, @unchecked Sendable {
     public let path: String
-    public let size: UInt64
+    public private(set) var size: UInt64
     public let logicalBlockSize: Int
     /// Durable contents (what survives a crash).
     public private(set) var durable: [UInt8]
@@ -37,6 +37,15 @@ public final class MemoryBlockDevice: BlockDevice, @unchecked Sendable {
         self.init(size: UInt64(image.count), logicalBlockSize: logicalBlockSize, path: path)
         durable = image
     }
+
+    /// Grows the device (zeros at the end), as a grown volume; `refreshSize` reports it.
+    public func grow(to bytes: UInt64) {
+        precondition(bytes >= size, "a memory device only grows")
+        durable += [UInt8](repeating: 0, count: Int(bytes - size))
+        size = bytes
+    }
+
+    public func refreshSize() throws(BlockDeviceError) -> UInt64 { size }
 
     /// Arms a crash: `writes` more writes succeed, then the next fails and the device is dead.
     public func crash(after writes: Int) { writesUntilCrash = writes }

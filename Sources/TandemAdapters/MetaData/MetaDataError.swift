@@ -12,6 +12,8 @@ public enum MetaDataError: Error, CustomStringConvertible {
     case closed
     case activityLogMismatch(Int, Int)
     case bitmapPageOutOfRange(Int)
+    /// A resize found the device grown too little to move the meta-data past its old place.
+    case grewTooLittle(path: String, grewBytes: UInt64, neededBytes: UInt64)
 
     public var description: String {
         switch self {
@@ -27,6 +29,8 @@ public enum MetaDataError: Error, CustomStringConvertible {
         case .activityLogMismatch(let t, let mine):
             return "activity-log transaction for \(t) slots, but the log has \(mine) (al-extents)"
         case .bitmapPageOutOfRange(let p): return "bitmap page \(p) lies outside the bitmap area"
+        case .grewTooLittle(let p, let grew, let needed):
+            return "\(p) grew by \(grew / 1024) KiB; the meta-data at its end moves past its old place only if the device grows by at least \(needed / 1024) KiB"
         }
     }
 }

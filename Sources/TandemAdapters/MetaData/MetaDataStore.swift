@@ -19,7 +19,7 @@ import TandemEngine
 /// Not thread-safe: the daemon uses it from its single disk thread only.
 public final class MetaDataStore: @unchecked Sendable {
     public let device: BlockDevice
-    public let layout: MetaDataLayout
+    public private(set) var layout: MetaDataLayout
     public private(set) var superblock: Superblock
     private var isOpen = true
 
@@ -229,7 +229,7 @@ public final class MetaDataStore: @unchecked Sendable {
                     func flag(_ f: MetaDataFlags, _ on: Bool) { if on { sb.flags.insert(f) } else { sb.flags.remove(f) } }
                     flag(.consistent, p.consistent); flag(.wasUpToDate, p.wasUpToDate); flag(.primaryIndicator, p.primary)
                     flag(.crashedPrimary, p.crashedPrimary); flag(.peerOutdated, p.peerOutdated)
-                    sb.lastAgreedSizeSectors = layout.dataSectors
+                    sb.lastAgreedSizeSectors = p.agreedSectors != 0 ? min(p.agreedSectors, layout.dataSectors) : layout.dataSectors
                 }
             }
         } catch let e as MetaDataError {
@@ -242,6 +242,52 @@ public final class MetaDataStore: @unchecked Sendable {
             isOpen = false
             throw .closed
         }
+    }
+
+    /// Re-reads the device's size; if it grew, moves the meta-data to the new end (as DRBD
+    /// moves internal meta-data on resize) and returns the new layout, else nil. `bitmap`: the
+    /// engine's bitmap as it stands now (it covers the old data area; the rest is written clear).
+    ///
+    /// Write order, each step durable before the next: the data (so the bitmap's cleared bits
+    /// stand for data on disk), the bitmap and a copy of the activity-log ring at their new
+    /// places, and last the superblock at the new end, in one write. The old meta-data lies
+    /// wholly inside the new data area and is not touched, so until that last write the
+    /// device's old meta-data is intact where it was (a crash in between finds no superblock at
+    /// the new end; the device shrunk back to its old size is whole again). A device that grew
+    /// less than the new meta-data area is refused (the new area would overwrite the old).
+    public func moveToGrownDevice(bitmap: OutOfSyncBitmap) throws(MetaDataError) -> MetaDataLayout? {
+        try ensureOpen()
+        let bytes: UInt64
+        do { bytes = try device.refreshSize() } catch { throw .device(error) }
+        guard bytes > layout.deviceBytes else { return nil }
+        let grown: MetaDataLayout
+        do { grown = try MetaDataLayout(deviceBytes: bytes, alStripes: layout.alStripes, alStripeSize4k: layout.alStripeSize4k) }
+        catch { throw .layout(device.path, error) }
+        guard grown.dataBytes >= layout.deviceBytes else {
+            throw .grewTooLittle(path: device.path, grewBytes: bytes - layout.deviceBytes,
+                                 neededBytes: layout.deviceBytes - layout.dataBytes + (grown.deviceBytes - grown.dataBytes))
+        }
+        precondition(bitmap.bitCount <= grown.dataBits, "the bitmap is larger than the grown data area")
+        var sb = superblock
+        sb.metaDataSizeSectors = grown.metaDataSizeSectors
+        sb.alOffsetSectors = grown.alOffsetSectors
+        sb.bitmapOffsetSectors = grown.bitmapOffsetSectors
+        sb.magic = Superblock.magic84Unclean
+        sb.flags.remove(.activityLogClean)
+        do {
+            try device.flush()
+            var onDisk = bitmap.onDiskBytes()
+            onDisk += [UInt8](repeating: 0, count: Int(grown.bitmapBytes) - onDisk.count)
+            try device.write(onDisk, at: grown.bitmapOffset)
+            let ring = try device.read(at: layout.alOffset, count: layout.alBlocks * 4096)
+            try device.write(ring, at: grown.alOffset)
+            try device.flush()
+            try device.write(sb.encode(), at: grown.superblockOffset)
+            try device.flush()
+        } catch { isOpen = false; throw .device(error) }
+        layout = grown
+        superblock = sb
+        return grown
     }
 
     /// Changes superblock fields (UUIDs, flags, sizes) and writes it durably. The clean/unclean

@@ -32,6 +32,17 @@ public struct OutOfSyncBitmap: Equatable, Sendable {
         count = words.reduce(0) { $0 + UInt64($1.nonzeroBitCount) }
     }
 
+    /// The same bits in a bitmap of `bitCount` bits (a grown data area); the new bits are clear
+    /// and their pages not marked changed.
+    public func grown(to bitCount: UInt64) -> OutOfSyncBitmap {
+        precondition(bitCount >= self.bitCount, "a bitmap only grows")
+        var g = OutOfSyncBitmap(bitCount: bitCount)
+        g.words.replaceSubrange(0..<words.count, with: words)
+        g.count = count
+        g.dirtyPages = dirtyPages
+        return g
+    }
+
     /// Number of 4 KiB pages.
     public var pageCount: Int { words.count / 512 }
 

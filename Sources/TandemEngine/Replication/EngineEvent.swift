@@ -30,6 +30,9 @@ public enum EngineEvent: Sendable {
     /// A handler the engine called has exited (only those whose result the engine uses:
     /// fence-peer). -1: it could not be run.
     case handlerDone(Handler, exitCode: Int32)
+    /// The answer to `.checkBacking`: the data area in sectors now, or why it could not be read
+    /// (`dataSectors` nil) or the device grew but the meta-data could not move (the old size).
+    case backingChecked(token: UInt64, dataSectors: UInt64?, error: String?)
 }
 
 public enum DiskResult: Sendable, Equatable {
@@ -67,6 +70,8 @@ public enum AdminCommand: Sendable, Equatable {
     /// `restore [--discard-my-data]`: this node's data is lost or stale; it becomes the sync
     /// target of the peer (done once it is SyncTarget).
     case restore(discardMyData: Bool)
+    /// `resize`: grow the device to what both backing devices allow now (after they grew).
+    case resize
 }
 
 /// A disk operation on the backing device's data area (offsets in bytes). Writes, zeroes and
@@ -106,6 +111,9 @@ public enum EngineAction: Sendable {
     case adminDone(token: UInt64, error: String?)
     /// Something an operator wants in the log and in `events`.
     case log(String)
+    /// Re-read the backing device's size; if it grew, move the meta-data to the new end (with
+    /// the engine's bitmap as it is now) and answer `.backingChecked` with the new data area.
+    case checkBacking(token: UInt64)
     /// Run the resource file's handler of this name, if one is configured (DRBD's helpers).
     case runHandler(Handler)
 }
@@ -141,13 +149,15 @@ public struct PersistentState: Sendable, Equatable {
     public var primary: Bool
     public var crashedPrimary: Bool
     public var peerOutdated: Bool
+    /// The device size both nodes last agreed, in sectors (the meta-data's la-size); 0: none yet.
+    public var agreedSectors: UInt64
 
     public init(current: UInt64 = 4, bitmap: UInt64 = 0, history0: UInt64 = 0, history1: UInt64 = 0,
                 consistent: Bool = false, wasUpToDate: Bool = false, primary: Bool = false,
-                crashedPrimary: Bool = false, peerOutdated: Bool = false) {
+                crashedPrimary: Bool = false, peerOutdated: Bool = false, agreedSectors: UInt64 = 0) {
         self.current = current; self.bitmap = bitmap; self.history0 = history0; self.history1 = history1
         self.consistent = consistent; self.wasUpToDate = wasUpToDate; self.primary = primary
-        self.crashedPrimary = crashedPrimary; self.peerOutdated = peerOutdated
+        self.crashedPrimary = crashedPrimary; self.peerOutdated = peerOutdated; self.agreedSectors = agreedSectors
     }
 }
 
@@ -161,6 +171,8 @@ public struct EngineSettings: Sendable, Equatable {
     public var alwaysAsbp = false
     public var fencing = Fencing.dontCare
     public var discardMyData = false
+    /// disk size: the device is this many sectors, not the whole data area (0: the data area).
+    public var userSizeSectors: UInt64 = 0
     public var verifyAlg = "", csumsAlg = "", integrityAlg = ""
     /// csums-after-crash-only: digests are compared only in the resync after a crashed primary.
     public var csumsAfterCrashOnly = false
@@ -276,6 +288,8 @@ public struct EngineStatus: Sendable, Equatable {
     /// The last handshake found a split brain the policies did not resolve (cleared by the
     /// next handshake that settles).
     public var splitBrain = false
-    /// The data area's size.
+    /// The local data area in sectors (the most `sizeSectors` can grow to here).
+    public var backingSectors: UInt64 = 0
+    /// The device's size as both nodes agreed it, in sectors.
     public var sizeSectors: UInt64 = 0
 }

@@ -23,11 +23,7 @@ extension ReplicationEngine {
                                        controller: .init(planAhead: settings.cPlanAhead, delayTarget: settings.cDelayTarget,
                                                          fillTarget: settings.cFillTarget, maxRate: settings.cMaxRateKiB)),
                         legacy: false))
-        let wsame = features & ConnectionFeatures.writeSame != 0
-        send(.sizes(Sizes(backingSectors: sizeSectors, userSectors: 0, currentSectors: sizeSectors,
-                          maxBioSize: settings.maxBioSize, queueLimits: wsame ? .init(
-                            physicalBlockSize: 4096, logicalBlockSize: 512, ioMin: 4096, ioOpt: 0,
-                            discardEnabled: 1, discardZeroesData: 1, writeSameCapable: 0) : nil)))
+        sendSizes()
         sendUUIDs()
         sendState()
         log("handshake: agreed protocol version \(version), features 0x\(String(features, radix: 16))")
@@ -127,7 +123,7 @@ extension ReplicationEngine {
     mutating func onPacket(_ p: Packet, _ socket: Socket) {
         guard link != nil else { return }
         link?.lastReceiveMs = nowMs
-        if socket == .data && (inbound.closing != nil || inbound.waitingForRead || !inbound.queued.isEmpty) {
+        if socket == .data && (inbound.closing != nil || inbound.waitingForRead || inbound.waitingForBacking || !inbound.queued.isEmpty) {
             guard inbound.queued.count < QueueLimits.packetsBehindBarrier else {
                 fail("protocol error: the peer sent more than \(QueueLimits.packetsBehindBarrier) packets behind a barrier")
                 return
@@ -155,7 +151,7 @@ extension ReplicationEngine {
             if conn == .wfReportParams && (s.verifyAlg != settings.verifyAlg || s.csumsAlg != settings.csumsAlg) {
                 fail("Different verify-alg or csums-alg settings (peer: \"\(s.verifyAlg)\"/\"\(s.csumsAlg)\")", standAlone: true)
             }
-        case .sizes(let s): checkSizes(s)
+        case .sizes(let s): onPeerSizes(s)
         case .uuids(let u):
             link?.peerUUIDs = UUIDs(current: u.current, bitmap: u.bitmap, history0: u.history0, history1: u.history1)
             link?.peerBitsSet = u.bitsSet
@@ -195,13 +191,6 @@ extension ReplicationEngine {
             why = "incompatible discard-my-data settings (both sides)"
         }
         if let why { fail(why, standAlone: true) }
-    }
-
-    mutating func checkSizes(_ s: Sizes) {
-        link?.peerSizes = s
-        if s.backingSectors != 0 && s.backingSectors != sizeSectors {
-            fail("disk sizes differ: mine \(sizeSectors) sectors, peer \(s.backingSectors) sectors; both backing devices must have the same data size", standAlone: true)
-        }
     }
 
     mutating func onPeerState(_ s: StateWord) {
@@ -295,8 +284,10 @@ extension ReplicationEngine {
         }
         if abs(hg) >= 2 {
             log("Writing the whole bitmap, full sync required after drbd_sync_handshake.")
-            noteBitsSet(bitmap.set(0..<bitmap.bitCount))
+            noteBitsSet(bitmap.set(0..<bmBits))
         }
+        // A resync follows unless the data is the same: it covers a part grown at this handshake.
+        if hg != 0 { growResyncPending = false }
         discardMyDataOnce = false
         splitBrain = false
         if persistent.peerOutdated { persistent.peerOutdated = false; persist() }
@@ -317,6 +308,7 @@ extension ReplicationEngine {
             // peer's Consistent or UpToDate one holds.
             if disk >= .outdated && disk < .upToDate && peerDisk >= .consistent { disk = .upToDate; markUpToDate() }
             sendState()
+            if growResyncPending { resyncAfterGrow() }
         }
     }
 
@@ -528,6 +520,8 @@ extension ReplicationEngine {
             invalidateRemoteVerb(token)
         case .restore(let discard):
             restoreVerb(token, discardMyData: discard)
+        case .resize:
+            resizeCommand(token: token)
         }
     }
 

@@ -81,7 +81,7 @@ extension ReplicationEngine {
     }
 
     mutating func markAllOutOfSync() {
-        _ = bitmap.set(0..<bitmap.bitCount)
+        _ = bitmap.set(0..<bmBits)
         writeBackBitmap()
     }
 
@@ -89,7 +89,7 @@ extension ReplicationEngine {
     /// `byPeer`: the peer asked (its invalidate or invalidate-remote), not this node's operator.
     mutating func enterStartingSync(target: Bool, byPeer: Bool = false) {
         conn = target ? .startingSyncT : .startingSyncS
-        _ = bitmap.set(0..<bitmap.bitCount)
+        _ = bitmap.set(0..<bmBits)
         if target {
             // A crash from here on finds the disk Inconsistent and every bit set.
             persistent.consistent = false

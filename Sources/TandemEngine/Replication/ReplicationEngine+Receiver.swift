@@ -63,7 +63,7 @@ extension ReplicationEngine {
 
     /// Runs the packets held behind a barrier or a verify read, until one holds them again.
     mutating func drainInbound() {
-        while inbound.closing == nil && !inbound.waitingForRead && !inbound.queued.isEmpty && link != nil {
+        while inbound.closing == nil && !inbound.waitingForRead && !inbound.waitingForBacking && !inbound.queued.isEmpty && link != nil {
             let p = inbound.queued.removeFirst()
             receiveBudget.queuedBytes -= ReceiveBudget.cost(p)
             dispatch(p, .data)

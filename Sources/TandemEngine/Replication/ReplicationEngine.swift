@@ -7,8 +7,18 @@ import TandemCodecs
 /// daemon runs it on one thread; the simulation tests run two of them against each other.
 public struct ReplicationEngine: Sendable {
     public let settings: EngineSettings
-    /// Size of the data area in 512-byte sectors.
-    public let sizeSectors: UInt64
+    /// The local data area in 512-byte sectors (DRBD's d_size): the most the device can be.
+    public internal(set) var backingSectors: UInt64
+    /// The device's size in 512-byte sectors as both nodes agree it (DRBD's capacity): the
+    /// smaller data area of the two, or the `size` option, remembered in the meta-data as the
+    /// last agreed size. Never more than `backingSectors`; no bitmap bit at or past it is set.
+    public internal(set) var sizeSectors: UInt64
+    /// The `size` option in force: this node's, or the smaller of both nodes' once connected.
+    var userSizeSectors: UInt64
+    /// A look at whether the backing device grew (resize), in flight.
+    var backingCheck: BackingCheck?
+    /// The size grew at the handshake: the grown part resyncs if the handshake starts no resync.
+    var growResyncPending = false
     public internal(set) var persistent: PersistentState
     public internal(set) var bitmap: OutOfSyncBitmap
 
@@ -135,12 +145,26 @@ public struct ReplicationEngine: Sendable {
 
     /// `activityLogNextTransaction`: the number the next activity-log transaction gets (one
     /// past the newest in the on-disk ring).
-    public init(settings: EngineSettings, sizeSectors: UInt64, persistent: PersistentState, bitmap: OutOfSyncBitmap,
+    /// `backingSectors`: the local data area. The device starts at the `size` option, or else
+    /// at the last agreed size (`persistent.agreedSectors`, within the data area), or else the
+    /// whole data area, as DRBD attaches.
+    public init(settings: EngineSettings, backingSectors: UInt64, persistent: PersistentState, bitmap: OutOfSyncBitmap,
                 activityLogNextTransaction: UInt32 = 0) {
+        precondition(settings.userSizeSectors <= backingSectors, "the size option is larger than the data area (checked at up)")
+        precondition(bitmap.bitCount >= (backingSectors + 7) / 8, "the bitmap does not cover the data area")
         self.settings = settings
-        self.sizeSectors = sizeSectors
+        self.backingSectors = backingSectors
+        userSizeSectors = settings.userSizeSectors
+        let la = persistent.agreedSectors
+        sizeSectors = settings.userSizeSectors != 0 ? settings.userSizeSectors
+            : la != 0 ? min(la, backingSectors) : backingSectors
+        var persistent = persistent
+        persistent.agreedSectors = sizeSectors
         self.persistent = persistent
         self.bitmap = bitmap
+        // Bits past the device (left from a larger size before) are nothing to sync.
+        let bits = (sizeSectors + 7) / 8
+        if bits < bitmap.bitCount { _ = self.bitmap.clear(bits..<bitmap.bitCount) }
         let slots = min(max(settings.alExtents, 1), ActivityLog.maximumSlots)
         gate = ActivityLogGate(log: ActivityLog(slotCount: slots, nextTransactionNumber: activityLogNextTransaction))
         if persistent.consistent {
@@ -167,7 +191,7 @@ public struct ReplicationEngine: Sendable {
                      verifyFoundBits: verify?.foundBits ?? lastVerify?.foundBits ?? 0,
                      verifyResumeSector: verifyResumeBit.map { $0 * 8 },
                      bitmapPagesUnwritten: bitmapPagesUnwritten, splitBrain: splitBrain,
-                     sizeSectors: sizeSectors)
+                     backingSectors: backingSectors, sizeSectors: sizeSectors)
     }
 
     var sizeBytes: UInt64 { sizeSectors * 512 }
@@ -204,6 +228,7 @@ public struct ReplicationEngine: Sendable {
         case .sent(let token): onSent(token)
         case .admin(let token, let cmd): onAdmin(token, cmd)
         case .handlerDone(let h, let code): onHandlerDone(h, code)
+        case .backingChecked(let token, let sectors, let error): onBackingChecked(token: token, dataSectors: sectors, error: error)
         }
         if let (token, cmd) = deferredAdmin, !inTransientState {
             deferredAdmin = nil
@@ -427,6 +452,8 @@ struct InboundState: Sendable {
     var closing: (number: UInt32, count: UInt32, flushIssued: Bool)?
     /// A peer write met a verify read in flight on its blocks: it and what follows wait.
     var waitingForRead = false
+    /// P_SIZES of a resizing peer: what follows waits until this node looked at its own device.
+    var waitingForBacking = false
     var queued: [Packet] = []
-    var idle: Bool { pending == 0 && closing == nil && queued.isEmpty && !waitingForRead }
+    var idle: Bool { pending == 0 && closing == nil && queued.isEmpty && !waitingForRead && !waitingForBacking }
 }
