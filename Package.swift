@@ -15,10 +15,13 @@ let package = Package(
         .library(name: "TandemEngine", targets: ["TandemEngine"]),
         .library(name: "TandemAdapters", targets: ["TandemAdapters"]),
         .library(name: "TandemDaemon", targets: ["TandemDaemon"]),
+        .library(name: "TandemAWS", targets: ["TandemAWS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.2"),
+        // HTTP for the EC2 API and IMDSv2 (no AWS SDK for Swift is on the mirror).
+        .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
     ],
     targets: [
         // System C libraries, used through small shims.
@@ -39,6 +42,14 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        // AWS: SigV4 signing (ours, checked against botocore), credentials, and (next) the EC2
+        // API and IMDSv2 clients the EBS target uses.
+        .target(name: "TandemAWS", dependencies: [
+            "TandemCodecs",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         // The node daemon and the pieces the command shares with it (resource resolution, paths).
         .target(name: "TandemDaemon", dependencies: [
             "TandemAdapters", "TandemEngine", "TandemCodecs",
@@ -54,7 +65,8 @@ let package = Package(
         .testTarget(name: "TandemCodecsTests", dependencies: ["TandemCodecs"], exclude: ["Vectors"]),
         .testTarget(name: "TandemEngineTests", dependencies: ["TandemEngine", "TandemCodecs"]),
         .testTarget(name: "TandemAdaptersTests", dependencies: ["TandemAdapters", "TandemEngine", "TandemCodecs"]),
-        .testTarget(name: "TandemIntegrationTests", dependencies: ["TandemDaemon", "TandemAdapters", "TandemEngine", "TandemCodecs"],
+        .testTarget(name: "TandemAWSTests", dependencies: ["TandemAWS", "TandemCodecs"], exclude: ["Helpers"]),
+        .testTarget(name: "TandemIntegrationTests", dependencies: ["TandemDaemon", "TandemAdapters", "TandemEngine", "TandemCodecs", "TandemAWS"],
                     exclude: ["Fixtures", "Helpers"]),
     ]
 )

@@ -113,6 +113,58 @@ import TandemEngine
         #expect(scenarios == (totalWrites + 1) * 3)
     }
 
+    /// resize: the meta-data moves to the end of a grown device. A crash at every write of the
+    /// move, each unflushed write kept or lost: either the grown device has the new meta-data
+    /// with every bit, or the device cut back to its old size has the old meta-data whole. A
+    /// device grown less than the meta-data area is refused with nothing written.
+    @Test func movingToAGrownDeviceIsCrashSafe() throws {
+        let old: UInt64 = 12 << 20, grown: UInt64 = 20 << 20
+        let d = MemoryBlockDevice(size: old, writeThrough: true)
+        try MetaDataStore.create(on: d)
+        let store = try MetaDataStore(device: d)
+        var bm = try store.loadBitmap()
+        _ = bm.set(5..<9)
+        _ = bm.set(2000..<2040)
+        try store.write(.bitmapPages(bm.dirtyPages.sorted().map { BitmapPage(index: $0, bytes: bm.pageBytes($0)) }, dataFlushFirst: false))
+        let oldLayout = store.layout
+        let base = d.durable
+
+        // Grown by 4 KiB only: refused, nothing written.
+        let little = MemoryBlockDevice(image: base)
+        let s1 = try MetaDataStore(device: little)
+        little.grow(to: old + 4096)
+        let writes = little.writeCount
+        #expect(throws: MetaDataError.self) { _ = try s1.moveToGrownDevice(bitmap: bm) }
+        #expect(little.writeCount == writes && s1.layout == oldLayout)
+
+        var moved = 0, kept = 0
+        for crashPoint in 0...3 {
+            for variant in 0..<3 {
+                let dev = MemoryBlockDevice(image: base)
+                let s = try MetaDataStore(device: dev)
+                dev.grow(to: grown)
+                dev.crash(after: crashPoint)
+                let layout = try? s.moveToGrownDevice(bitmap: bm)
+                var rng = SplitMix(seed: UInt64(crashPoint * 3 + variant))
+                let image = dev.durableImage(keep: { _ in variant == 0 ? false : (variant == 1 ? true : rng.next() % 2 == 0) },
+                                             tornSectors: Int(rng.next() % 9))
+                if let (_, l) = try? MetaDataStore.readSuperblock(from: MemoryBlockDevice(image: image)) {
+                    #expect(l.deviceBytes == grown && l.dataSectors > oldLayout.dataSectors)
+                    let reopened = try MetaDataStore(device: MemoryBlockDevice(image: image)).loadBitmap()
+                    #expect(reopened.setCount == 44 && reopened.isSet(5) && reopened.isSet(2039), "crash \(crashPoint)/\(variant)")
+                    moved += 1
+                } else {
+                    #expect(layout == nil, "the move reported done but the grown device has no meta-data")
+                    let cut = MemoryBlockDevice(image: Array(image[0..<Int(old)]))
+                    let reopened = try MetaDataStore(device: cut).loadBitmap()
+                    #expect(reopened.setCount == 44 && reopened.isSet(5) && reopened.isSet(2039), "crash \(crashPoint)/\(variant)")
+                    kept += 1
+                }
+            }
+        }
+        #expect(moved > 0 && kept > 0, "moved \(moved), kept \(kept)")
+    }
+
     /// A meta-data write that fails detaches the disk: the write waiting for that activity-log
     /// transaction is answered with an error and never reaches the disk; later writes are
     /// refused; the reason is in the status.
