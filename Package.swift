@@ -52,13 +52,13 @@ let package = Package(
         ]),
         // The node daemon and the pieces the command shares with it (resource resolution, paths).
         .target(name: "TandemDaemon", dependencies: [
-            "TandemAdapters", "TandemEngine", "TandemCodecs",
+            "TandemAdapters", "TandemEngine", "TandemCodecs", "TandemAWS",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // The `tandem` command.
         .executableTarget(name: "tandem", dependencies: [
-            "TandemDaemon", "TandemAdapters", "TandemCodecs",
+            "TandemDaemon", "TandemAdapters", "TandemCodecs", "TandemAWS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -74,7 +74,6 @@ public struct ResourcePlan: Sendable {
         let r = local.resource, c = local.config
         name = r.name
         node = local.node
-        diskPath = local.diskPath
         guard local.volume.metaDisk == .internal else { throw ConfigError(nil, "\(r.name): only 'meta-disk internal' is supported") }
         export = try ExportTarget.parse(local.volume.device?.path, resource: r.name, runDir: runDir)
         guard let myAddr = local.host.address else { throw ConfigError(nil, "\(r.name): no address for \(local.node)") }
@@ -185,6 +184,8 @@ public struct ResourcePlan: Sendable {
         }
         st.alExtents = alExtents
         settings = st
+        // Last, after every check of the file alone: an EBS volume is looked up in AWS.
+        diskPath = try BackingDisk.path(for: local)
     }
 
     /// A rate in KiB/s from DRBD's unit syntax (plain numbers are KiB; k, M, G suffixes).

@@ -31,6 +31,10 @@ struct Up: ParsableCommand {
     @Flag(help: "Run the daemon in this process instead of in the background.") var foreground = false
 
     func run() throws {
+        // The daemon stops on SIGTERM/SIGINT: make sure neither is blocked (a blocked mask is
+        // inherited from whoever started us) before any thread exists (an EBS disk's checks
+        // start HTTP threads).
+        if foreground { unblockTerminationSignals() }
         let plan = try arguments.plan()
         let runDir = RuntimePaths.runDirectory
         if ControlClient(path: ControlClient.path(plan.name)).flatMap({ try? $0.request(["verb": "status"]) }) != nil {
@@ -38,9 +42,6 @@ struct Up: ParsableCommand {
             return
         }
         if foreground {
-            // The daemon stops on SIGTERM/SIGINT: make sure neither is blocked (a blocked mask
-            // is inherited from whoever started us) before any thread exists.
-            unblockTerminationSignals()
             // Requests and packets are up to 1 MiB: keep such buffers on the heap and the heap
             // from shrinking, instead of mapping and zeroing fresh pages for every request.
             MemoryTuning.keepLargeBuffersOnHeap()

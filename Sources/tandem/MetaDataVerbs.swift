@@ -18,8 +18,10 @@ struct DiskContext {
         }
         // Meta-data verbs open without O_EXCL on files so they can inspect a disk in use,
         // like drbdmeta; writes still take the exclusive open.
-        do { device = try FileBlockDevice(path: local.diskPath, options: .init(readOnly: readOnly, exclusive: !readOnly)) }
-        catch { throw VerbFailure("\(error)") }
+        do {
+            let path = try BackingDisk.path(for: local)
+            device = try FileBlockDevice(path: path, options: .init(readOnly: readOnly, exclusive: !readOnly))
+        } catch { throw VerbFailure("\(error)") }
     }
 }
 

@@ -26,6 +26,10 @@ final class Cluster {
         var betaDevice: String?
         /// Each node in a network namespace of its own, joined by a veth pair (two hosts).
         var namespaces = false
+        /// More statements in beta's `on` section (an `ebs { }` section).
+        var betaHostExtra = ""
+        /// Skip create-md (a test runs it itself).
+        var createMetaData = true
     }
 
     /// The two hosts' namespaces and their ends of the veth pair, when the cluster has them.
@@ -82,7 +86,7 @@ final class Cluster {
                 resource r0 {
                   \(net)
                   on alpha { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 2)/r0" : "nbd+unix:///r0?socket=\(dir)/alpha.nbd")"; disk \(devices["alpha"] ?? "\(dir)/alpha.img"); address \(addresses.0):\(ports.0); meta-disk internal; }
-                  on beta { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 3)/r0" : "nbd+unix:///r0?socket=\(dir)/beta.nbd")"; disk \(devices["beta"] ?? "\(dir)/beta.img"); address \(addresses.1):\(ports.1); meta-disk internal; }
+                  on beta { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 3)/r0" : "nbd+unix:///r0?socket=\(dir)/beta.nbd")"; disk \(devices["beta"] ?? "\(dir)/beta.img"); address \(addresses.1):\(ports.1); meta-disk internal; \(o.betaHostExtra) }
                 }
                 """
         }
@@ -92,7 +96,7 @@ final class Cluster {
             let secret = o.secrets.map { i == 0 ? $0.0 : $0.1 }
             FileManager.default.createFile(atPath: "\(dir)/\(n).conf", contents: Data(resourceFile(proto, secret).utf8))
         }
-        for n in nodes {
+        for n in nodes where o.createMetaData {
             let r = try tandem(n, "create-md", "--force", "r0")
             guard r.status == 0 else { throw TestFailure("create-md \(n): \(r.err)") }
         }

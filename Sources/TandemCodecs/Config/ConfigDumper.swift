@@ -74,6 +74,7 @@ public enum ConfigDumper {
             indent += 1
             section("options", h.options)
             for v in h.volumes { volume(v) }
+            section("ebs", h.ebs)
             if !h.floating, let a = h.address {
                 let addr = a.family == "ipv6" ? "[\(a.host)]:\(a.port)" : "\(a.host):\(a.port)"
                 out += pad + padded("address", 16) + " \(a.family) \(addr);\n"

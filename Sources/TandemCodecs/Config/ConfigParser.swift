@@ -333,12 +333,13 @@ public struct ConfigParser {
             var hasImplicit = false
             var volumes: [ConfigVolume] = []
             var options: [ConfigOption] = []
+            var ebs: [ConfigOption] = []
             while true {
                 let t = s.next()
                 switch t.kind {
                 case .closeBrace:
                     if hasImplicit { volumes.insert(implicit, at: 0) }
-                    return ConfigHost(names: names, floating: floating, address: address, volumes: volumes, options: options, location: loc)
+                    return ConfigHost(names: names, floating: floating, address: address, volumes: volumes, options: options, ebs: ebs, location: loc)
                 case .word("address"):
                     guard !floating else { throw ConfigError(t.location, "a floating section takes its address in its header") }
                     var values: [String] = []
@@ -349,6 +350,8 @@ public struct ConfigParser {
                     volumes.append(try parseVolume(&s, at: t.location))
                 case .word("options"):
                     options += try parseSection("options", &s)
+                case .word("ebs") where s.peek.kind == .openBrace:
+                    ebs += try parseSection("ebs", &s)
                 case .word("node-id"):
                     // DRBD 9: accepted and ignored for now.
                     _ = try s.value("a node id")

@@ -31,6 +31,16 @@ public enum OptionCatalog {
         OptionSpec(name: "compression", kind: .choice(["auto", "lz4", "off"]), defaultValue: "auto", tandemExtension: true),
     ]
 
+    /// The `ebs { }` section of an `on` host (Tandem's EBS target; see EBSSettings).
+    static let ebs: [OptionSpec] = [
+        OptionSpec(name: "region", kind: .string, defaultValue: nil, tandemExtension: true),
+        OptionSpec(name: "endpoint", kind: .string, defaultValue: nil, tandemExtension: true),
+        OptionSpec(name: "imds-endpoint", kind: .string, defaultValue: nil, tandemExtension: true),
+        OptionSpec(name: "kms-key-id", kind: .string, defaultValue: nil, tandemExtension: true),
+        OptionSpec(name: "tags", kind: .string, defaultValue: nil, tandemExtension: true),
+        OptionSpec(name: "device-root", kind: .string, defaultValue: "/dev", tandemExtension: true),
+        OptionSpec(name: "sysfs-root", kind: .string, defaultValue: "/sys", tandemExtension: true),
+    ]
     static let startup: [OptionSpec] = [
         OptionSpec(name: "wfc-timeout", kind: .numeric(min: 0, max: 300000, unitPrefix: "1"), defaultValue: "0"),
         OptionSpec(name: "degr-wfc-timeout", kind: .numeric(min: 0, max: 300000, unitPrefix: "1"), defaultValue: "0"),
@@ -65,6 +75,7 @@ public enum OptionCatalog {
         case "disk": return generated_disk
         case "options": return generated_options
         case "startup": return startup
+        case "ebs": return ebs
         case "global": return global
         case "handlers": return handlerNames.map { OptionSpec(name: $0, kind: .string, defaultValue: nil) }
         default: return []

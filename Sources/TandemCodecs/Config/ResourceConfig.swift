@@ -85,6 +85,8 @@ public struct ConfigHost: Equatable, Sendable {
     public var address: ConfigAddress?
     public var volumes: [ConfigVolume]
     public var options: [ConfigOption] = []
+    /// `ebs { ... }`: the EBS target's settings for this host (a Tandem addition).
+    public var ebs: [ConfigOption] = []
     public var location: SourceLocation
 }
 

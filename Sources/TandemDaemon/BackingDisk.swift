@@ -1,0 +1,71 @@
+import Foundation
+import TandemAdapters
+import TandemAWS
+import TandemCodecs
+
+/// Where a node keeps its data: a path (a file, a loop or block device), or on EC2 an EBS
+/// volume named by id (`disk ebs:vol-...;`, a Tandem addition) that is found by its id and
+/// checked (EBSTarget) before anything opens it for writing.
+public enum BackingDisk {
+    public static let ebsPrefix = "ebs:"
+
+    /// The device path of `local`'s disk; for an EBS volume, after every check passed.
+    public static func path(for local: LocalResource) throws -> String {
+        let d = local.diskPath
+        guard d.hasPrefix(ebsPrefix) else {
+            guard local.host.ebs.isEmpty else {
+                throw ConfigError(local.host.ebs[0].location, "\(local.resource.name): an ebs section needs 'disk ebs:vol-...;' on \(local.node)")
+            }
+            return d
+        }
+        let target = EBSTarget(volumeID: String(d.dropFirst(ebsPrefix.count)), settings: try settings(local.host.ebs))
+        let checked = try waitFor {
+            try await target.check(deviceSize: { path in
+                try FileBlockDevice(path: path, options: .init(readOnly: true, exclusive: false)).size
+            })
+        }
+        return checked.devicePath
+    }
+
+    /// The `ebs` section as settings.
+    public static func settings(_ options: [ConfigOption]) throws -> EBSSettings {
+        var s = EBSSettings()
+        for o in options {
+            let v = o.value ?? ""
+            switch o.name {
+            case "region": s.region = v
+            case "endpoint": s.endpoint = v
+            case "imds-endpoint": s.imdsEndpoint = v
+            case "kms-key-id": s.kmsKeyID = v
+            case "device-root": s.deviceRoot = v
+            case "sysfs-root": s.sysfsRoot = v
+            case "tags":
+                for pair in v.split(separator: ",") {
+                    let kv = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                    guard kv.count == 2, !kv[0].isEmpty else { throw ConfigError(o.location, "ebs tags: expected KEY=VALUE[,KEY=VALUE...], got '\(pair)'") }
+                    s.tags[kv[0]] = kv[1]
+                }
+            default: throw ConfigError(o.location, "unknown option '\(o.name)' in ebs section")
+            }
+        }
+        return s
+    }
+
+    /// Runs async work from a synchronous caller (the command line and the daemon's start,
+    /// before any event loop of their own runs) and waits for it.
+    static func waitFor<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
+        let box = ResultBox<T>()
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            do { box.result = .success(try await work()) } catch { box.result = .failure(error) }
+            done.signal()
+        }
+        done.wait()
+        return try box.result!.get()
+    }
+}
+
+/// The result of async work handed to the thread that waits for it (BackingDisk.waitFor).
+final class ResultBox<T: Sendable>: @unchecked Sendable {
+    var result: Result<T, Error>?
+}
