@@ -10,21 +10,34 @@ public enum BackingDisk {
     public static let ebsPrefix = "ebs:"
 
     /// The device path of `local`'s disk; for an EBS volume, after every check passed.
-    public static func path(for local: LocalResource) throws -> String {
+    public static func path(for local: LocalResource) throws -> String { try resolve(local).path }
+
+    /// The device path, and for an EBS volume what the checks found.
+    public static func resolve(_ local: LocalResource) throws -> (path: String, ebs: EBSVolumePlan?) {
         let d = local.diskPath
         guard d.hasPrefix(ebsPrefix) else {
             guard local.host.ebs.isEmpty else {
                 throw ConfigError(local.host.ebs[0].location, "\(local.resource.name): an ebs section needs 'disk ebs:vol-...;' on \(local.node)")
             }
-            return d
+            return (d, nil)
         }
-        let target = EBSTarget(volumeID: String(d.dropFirst(ebsPrefix.count)), settings: try settings(local.host.ebs))
+        let settings = try settings(local.host.ebs)
+        let target = EBSTarget(volumeID: String(d.dropFirst(ebsPrefix.count)), settings: settings)
         let checked = try waitFor {
             try await target.check(deviceSize: { path in
                 try FileBlockDevice(path: path, options: .init(readOnly: true, exclusive: false)).size
             })
         }
-        return checked.devicePath
+        return (checked.devicePath, EBSVolumePlan(volumeID: target.volumeID, settings: settings,
+                                                  region: settings.region ?? checked.identity.region))
+    }
+
+    /// A snapshot keeper for the resource's volume (the EC2 node's).
+    public static func keeper(_ ebs: EBSVolumePlan, resource: String) -> SnapshotKeeper {
+        let imds = InstanceMetadata(endpoint: ebs.settings.imdsEndpoint)
+        let chain = CredentialChain(metadata: imds)
+        let ec2 = EC2Client(region: ebs.region, endpoint: ebs.settings.endpoint, credentials: { try await chain.credentials() })
+        return SnapshotKeeper(ec2: ec2, resource: resource, volumeID: ebs.volumeID, policy: SnapshotPolicy(), extraTags: ebs.settings.tags)
     }
 
     /// The `ebs` section as settings.
@@ -39,6 +52,11 @@ public enum BackingDisk {
             case "kms-key-id": s.kmsKeyID = v
             case "device-root": s.deviceRoot = v
             case "sysfs-root": s.sysfsRoot = v
+            case "snapshot-hold-limit":
+                guard let n = Double(v), n > 0, n <= 40 else {
+                    throw ConfigError(o.location, "ebs snapshot-hold-limit: seconds from 1 to 40 (below ko-count × timeout), not '\(v)'")
+                }
+                s.snapshotHoldSeconds = n
             case "tags":
                 for pair in v.split(separator: ",") {
                     let kv = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -53,6 +71,8 @@ public enum BackingDisk {
 
     /// Runs async work from a synchronous caller (the command line and the daemon's start,
     /// before any event loop of their own runs) and waits for it.
+    public static func wait<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T { try waitFor(work) }
+
     static func waitFor<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
         let box = ResultBox<T>()
         let done = DispatchSemaphore(value: 0)
@@ -63,6 +83,13 @@ public enum BackingDisk {
         done.wait()
         return try box.result!.get()
     }
+}
+
+/// An EBS volume a node uses as its disk, as its checks found it.
+public struct EBSVolumePlan: Sendable, Equatable {
+    public var volumeID: String
+    public var settings: EBSSettings
+    public var region: String
 }
 
 /// The result of async work handed to the thread that waits for it (BackingDisk.waitFor).

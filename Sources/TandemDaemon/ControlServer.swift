@@ -93,6 +93,10 @@ final class ControlHandler: ChannelInboundHandler, @unchecked Sendable {
         case "restore": d.admin(.restore(discardMyData: obj["discard-my-data"] as? Bool ?? false), done: reply)
         case "invalidate-remote": d.admin(.invalidateRemote, done: reply)
         case "resize": d.admin(.resize, done: reply)
+        case "snapshot":
+            d.adminWithResult(.snapshot(force: obj["force"] as? Bool ?? false)) { [self] err, text in
+                self.send(bound.value, err.map { ["ok": false, "error": $0] } ?? ["ok": true, "snapshot": text ?? ""])
+            }
         case "down": d.shutdown(done: reply)
         case "events":
             let id = ObjectIdentifier(context.channel)

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import TandemAdapters
+import TandemAWS
 import TandemCodecs
 import TandemEngine
 
@@ -32,6 +33,10 @@ public final class NodeDaemon: @unchecked Sendable {
     var control: ControlServer?
     var pendingApp: [UInt64: @Sendable (NBDReply) -> Void] = [:]
     var pendingAdmin: [UInt64: (String?) -> Void] = [:]
+    /// What admin commands produced (a snapshot's id), until their done.
+    var adminResults: [UInt64: String] = [:]
+    /// The EC2 node's snapshots (its disk is an EBS volume).
+    lazy var snapshotKeeper: SnapshotKeeper? = plan.ebs.map { BackingDisk.keeper($0, resource: plan.name) }
     var nextID: UInt64 = 1
     var eventSubscribers: [ObjectIdentifier: (String) -> Void] = [:]
     var lastStatus: EngineStatus?
@@ -253,6 +258,11 @@ public final class NodeDaemon: @unchecked Sendable {
             transport.drop(reason: reason)
         case .adminDone(let token, let error):
             pendingAdmin.removeValue(forKey: token)?(error)
+            adminResults.removeValue(forKey: token)
+        case .adminResult(let token, let text):
+            adminResults[token] = text
+        case .takeSnapshot(let id, let point):
+            takeSnapshot(id: id, point)
         case .log(let s): log(s)
         case .runHandler(let h): handlers.run(h)
         case .checkBacking(let token):
@@ -300,14 +310,52 @@ public final class NodeDaemon: @unchecked Sendable {
 
     // MARK: verbs from the control socket (on the loop)
 
-    func admin(_ cmd: AdminCommand, done: @escaping (String?) -> Void) {
-        let token = nextID
-        nextID += 1
+    func admin(_ cmd: AdminCommand, token given: UInt64? = nil, done: @escaping (String?) -> Void) {
+        let token = given ?? nextID
+        nextID = max(nextID, token) + 1
         pendingAdmin[token] = done
         var connects = cmd == .connect || cmd == .connectDiscardingMyData || cmd == .resync
         if case .restore = cmd { connects = true }
         if connects { lastError = nil; transport.enable() }
         feed(.admin(token: token, cmd))
+    }
+
+    /// An admin command whose done also carries what it produced (a snapshot's id).
+    func adminWithResult(_ cmd: AdminCommand, done: @escaping (String?, String?) -> Void) {
+        let token = nextID
+        admin(cmd, token: token) { [unowned self] err in done(err, self.adminResults[token]) }
+    }
+
+    /// CreateSnapshot for the engine, answered within the hold limit: a call that returns later
+    /// made a snapshot past the held point, and it is deleted.
+    func takeSnapshot(id: UInt64, _ point: SnapshotPoint) {
+        guard let keeper = snapshotKeeper else {
+            feed(.snapshotTaken(id: id, snapshotID: nil, error: "this node's disk is not an EBS volume (disk ebs:vol-...)"))
+            return
+        }
+        let answered = OnceFlag()
+        func answerOnce() -> Bool { answered.claim() }
+        let limitMs = plan.settings.snapshotHoldMs
+        let p = SnapshotKeeper.Point(generation: point.generation, epoch: point.epoch, time: Date().timeIntervalSince1970,
+                                     consistency: point.consistency)
+        let loop = self.loop
+        Task {
+            do {
+                let s = try await keeper.take(p)
+                if answerOnce() { loop.execute { self.feed(.snapshotTaken(id: id, snapshotID: s.id, error: nil)) } }
+                else {
+                    loop.execute { self.log("snapshot: \(s.id) returned after the hold limit; deleting it (it is not at the marked point)") }
+                    try? await keeper.ec2.deleteSnapshot(id: s.id)
+                }
+            } catch {
+                if answerOnce() { loop.execute { self.feed(.snapshotTaken(id: id, snapshotID: nil, error: "CreateSnapshot: \(error)")) } }
+            }
+        }
+        loop.scheduleTask(in: .milliseconds(Int64(limitMs))) {
+            if answerOnce() {
+                self.feed(.snapshotTaken(id: id, snapshotID: nil, error: "CreateSnapshot did not return within \(limitMs / 1000) s (snapshot-hold-limit): writes released, no snapshot"))
+            }
+        }
     }
 
     /// `down`: stop taking I/O, wait until in-flight writes are acknowledged by the peer (or
@@ -428,4 +476,12 @@ final class ExportBackend: NBDBackend, @unchecked Sendable {
             }
         }
     }
+}
+
+/// True for the first caller of `claim` only: of a snapshot's answer and its time limit,
+/// whichever comes first answers the engine.
+final class OnceFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var claimed = false
+    func claim() -> Bool { lock.withLock { defer { claimed = true }; return !claimed } }
 }

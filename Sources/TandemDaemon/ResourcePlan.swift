@@ -1,6 +1,7 @@
 import Foundation
 import TandemCodecs
 import TandemEngine
+import TandemAWS
 
 /// Where the replicated device is exported over NBD, from the `device` line of `on NODE`.
 public enum ExportTarget: Equatable, Sendable {
@@ -52,6 +53,8 @@ public struct ResourcePlan: Sendable {
     public var name: String
     public var node: String
     public var diskPath: String
+    /// The EBS volume behind `diskPath` (`disk ebs:vol-...;`), if any.
+    public var ebs: EBSVolumePlan?
     public var export: ExportTarget
     public var me: (host: String, port: Int)
     public var peer: (host: String, port: Int)
@@ -185,7 +188,8 @@ public struct ResourcePlan: Sendable {
         st.alExtents = alExtents
         settings = st
         // Last, after every check of the file alone: an EBS volume is looked up in AWS.
-        diskPath = try BackingDisk.path(for: local)
+        (diskPath, ebs) = try BackingDisk.resolve(local)
+        if let e = ebs { settings.snapshotHoldMs = UInt64(e.settings.snapshotHoldSeconds * 1000) }
     }
 
     /// A rate in KiB/s from DRBD's unit syntax (plain numbers are KiB; k, M, G suffixes).

@@ -3,9 +3,7 @@ import ArgumentParser
 /// Verbs of the command-line contract that this build does not carry out yet. They are listed
 /// in --help so operators see the whole surface, and each says plainly that it is not there.
 enum PlannedVerb {
-    static let all: [ParsableCommand.Type] = [
-        Snapshot.self,
-    ]
+    static let all: [ParsableCommand.Type] = []
 }
 
 /// What every planned verb takes: the global options and an optional resource.
@@ -24,7 +22,3 @@ extension PlannedCommand {
     }
 }
 
-struct Snapshot: PlannedCommand {
-    static let configuration = CommandConfiguration(commandName: "snapshot", abstract: "(planned) Take an EBS snapshot at a consistent point.")
-    @OptionGroup var arguments: PlannedArguments
-}

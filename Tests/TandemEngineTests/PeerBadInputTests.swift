@@ -17,6 +17,10 @@ struct EnginePair {
     var hold: (Int, Packet) -> Bool = { _, _ in false }
     var held: [(Int, Packet, Socket)] = []
     var backingAnswers: [(Int, UInt64)] = []
+    var snapshotsAsked: [(Int, UInt64, SnapshotPoint)] = []
+    var adminDone: [UInt64: String?] = [:]
+    var adminResults: [UInt64: String] = [:]
+    var completed: Set<UInt64> = []
 
     static let sectors: UInt64 = 16384  // 8 MiB
     /// Each node's data area as `.checkBacking` finds it (a test grows it for a resize).
@@ -51,6 +55,10 @@ struct EnginePair {
                 drops.append("node \(n): \(why)")
                 cut()
             case .checkBacking(let t): backingAnswers.append((n, t))
+            case .takeSnapshot(let id, let p): snapshotsAsked.append((n, id, p))
+            case .adminDone(let t, let e): adminDone[t] = .some(e)
+            case .adminResult(let t, let text): adminResults[t] = text
+            case .completeApp(let id, _): completed.insert(id)
             default: break
             }
         }
@@ -58,8 +66,8 @@ struct EnginePair {
 
     mutating func connect() {
         linkUp = true
-        feed(0, .linkEstablished(agreedVersion: 101, featureFlags: 0x0F | ConnectionFeatures.tandemPeer | ConnectionFeatures.lz4Resync, resolveConflicts: true))
-        feed(1, .linkEstablished(agreedVersion: 101, featureFlags: 0x0F | ConnectionFeatures.tandemPeer | ConnectionFeatures.lz4Resync, resolveConflicts: false))
+        feed(0, .linkEstablished(agreedVersion: 101, featureFlags: 0x0F | ConnectionFeatures.tandemPeer | ConnectionFeatures.lz4Resync | ConnectionFeatures.snapshotMark, resolveConflicts: true))
+        feed(1, .linkEstablished(agreedVersion: 101, featureFlags: 0x0F | ConnectionFeatures.tandemPeer | ConnectionFeatures.lz4Resync | ConnectionFeatures.snapshotMark, resolveConflicts: false))
     }
 
     mutating func cut() {

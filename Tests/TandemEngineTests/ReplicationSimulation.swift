@@ -426,6 +426,8 @@ struct ReplicationSimulation {
             adminResults[token] = err ?? ""
             if let err { log.append("admin on \(n): \(err)") }
         case .runHandler(let h): log.append("[\(n)] handler \(h.rawValue)")
+        case .takeSnapshot, .adminResult:
+            throw SimFailure(description: "node \(n) took a snapshot: the simulation never asks for one")
         case .checkBacking:
             // Only a resize asks, and the simulation never resizes (SizeTests and the engine's
             // size tests do).

@@ -15,6 +15,8 @@ public struct EBSSettings: Sendable, Equatable {
     public var tags: [String: String] = [:]
     public var deviceRoot = "/dev"
     public var sysfsRoot = "/sys"
+    /// How long writes may be held while CreateSnapshot runs (then it counts as failed).
+    public var snapshotHoldSeconds = 30.0
     public init() {}
 }
 

@@ -40,6 +40,7 @@ public enum OptionCatalog {
         OptionSpec(name: "tags", kind: .string, defaultValue: nil, tandemExtension: true),
         OptionSpec(name: "device-root", kind: .string, defaultValue: "/dev", tandemExtension: true),
         OptionSpec(name: "sysfs-root", kind: .string, defaultValue: "/sys", tandemExtension: true),
+        OptionSpec(name: "snapshot-hold-limit", kind: .string, defaultValue: "30", tandemExtension: true),
     ]
     static let startup: [OptionSpec] = [
         OptionSpec(name: "wfc-timeout", kind: .numeric(min: 0, max: 300000, unitPrefix: "1"), defaultValue: "0"),

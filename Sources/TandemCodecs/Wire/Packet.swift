@@ -48,6 +48,16 @@ public enum Packet: Sendable, Equatable {
     /// Tandem extension P_TANDEM_DATA_LZ4: an application write (P_DATA's header, flags
     /// included), the size of its data, and the data as one LZ4 block.
     case compressedData(DataHeader, originalSize: UInt32, compressed: [UInt8])
+    /// Tandem extension P_TANDEM_SNAPSHOT_MARK: a snapshot's id (chosen by the Primary), the
+    /// epoch whose barrier precedes the mark, and flags (bit 0: take it even of an
+    /// Inconsistent disk).
+    case snapshotMark(id: UInt64, epoch: UInt32, flags: UInt32)
+    /// Tandem extension P_TANDEM_SNAPSHOT_RESULT: the mark's id, 0 when the snapshot was taken
+    /// (text: its id) or 1 when not (text: why), UTF-8, at most `snapshotTextLimit` bytes.
+    case snapshotResult(id: UInt64, status: UInt32, text: String)
+
+    /// The longest text a P_TANDEM_SNAPSHOT_RESULT carries.
+    public static let snapshotTextLimit = 400
 
     public var command: PacketCommand {
         switch self {
@@ -77,6 +87,8 @@ public enum Packet: Sendable, Equatable {
         case .delayProbe: .delayProbe
         case .compressedResyncReply: .rsDataReplyLZ4
         case .compressedData: .dataLZ4
+        case .snapshotMark: .snapshotMark
+        case .snapshotResult: .snapshotResult
         }
     }
 
@@ -124,6 +136,9 @@ public enum Packet: Sendable, Equatable {
         case .delayProbe(let s, let o): w.u32(s); w.u32(o)
         case .compressedResyncReply(let h, let size, let c), .compressedData(let h, let size, let c):
             w = WireWriter(capacity: 28 + c.count); Self.put(h, &w); w.u32(size); w.raw(c)
+        case .snapshotMark(let id, let epoch, let flags): w.u64(id); w.u32(epoch); w.u32(flags)
+        case .snapshotResult(let id, let status, let text):
+            w.u64(id); w.u32(status); w.raw(Array(Array(text.utf8).prefix(Self.snapshotTextLimit)))
         }
         return w.bytes
     }
@@ -259,6 +274,16 @@ public enum Packet: Sendable, Equatable {
             }
             p = command == .dataLZ4 ? .compressedData(h, originalSize: size, compressed: compressed)
                 : .compressedResyncReply(h, originalSize: size, compressed: compressed)
+        case .snapshotMark:
+            guard payload.count == 16 else { throw .badLength(command: command, length: payload.count) }
+            p = .snapshotMark(id: try r.u64(), epoch: try r.u32(), flags: try r.u32())
+        case .snapshotResult:
+            guard payload.count >= 12, payload.count <= 12 + Self.snapshotTextLimit else { throw .badLength(command: command, length: payload.count) }
+            let id = try r.u64(), status = try r.u32()
+            guard status <= 1, let text = String(validating: r.rest(), as: UTF8.self) else {
+                throw .badValue(command: command, field: "status or text", value: UInt64(status))
+            }
+            p = .snapshotResult(id: id, status: status, text: text)
         case .trim, .zeroes:
             guard payload.count == 28 else { throw .badLength(command: command, length: payload.count) }
             let h = try dataHeader(&r), size = try r.u32()

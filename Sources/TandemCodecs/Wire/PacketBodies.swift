@@ -12,7 +12,8 @@ public struct ConnectionFeatures: Sendable, Equatable {
     /// What Tandem offers: the kernel's, and its extensions in a bit far above DRBD's (DRBD 9
     /// uses the low bits). A kernel peer keeps only the bits both sides set, so it never sees
     /// an extension.
-    public static let tandem = ConnectionFeatures(protocolMin: 86, featureFlags: 0x0F | tandemPeer | lz4Resync | lz4Data, protocolMax: 101)
+    public static let tandem = ConnectionFeatures(protocolMin: 86, featureFlags: 0x0F | tandemPeer | lz4Resync | lz4Data | snapshotMark,
+                                                  protocolMax: 101)
 
     public static let trim: UInt32 = 1, thinResync: UInt32 = 2, writeSame: UInt32 = 4, writeZeroes: UInt32 = 8
     /// Tandem extension: both nodes are Tandem. A SyncTarget then keeps max-buffers of resync
@@ -23,6 +24,8 @@ public struct ConnectionFeatures: Sendable, Equatable {
     public static let lz4Resync: UInt32 = 1 << 29
     /// Tandem extension: this node decodes P_TANDEM_DATA_LZ4 (application writes as LZ4).
     public static let lz4Data: UInt32 = 1 << 28
+    /// Tandem extension: this node handles P_TANDEM_SNAPSHOT_MARK and P_TANDEM_SNAPSHOT_RESULT.
+    public static let snapshotMark: UInt32 = 1 << 27
 }
 
 /// P_PROTOCOL / P_PROTOCOL_UPDATE: the replication settings both sides must share.

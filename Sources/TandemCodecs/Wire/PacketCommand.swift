@@ -20,6 +20,11 @@ public enum PacketCommand: UInt16, Sendable, CaseIterable, CustomStringConvertib
     case rsDataReplyLZ4 = 0x7a01
     /// Tandem extension (feature bit LZ4_DATA): an application write whose data is one LZ4 block.
     case dataLZ4 = 0x7a02
+    /// Tandem extension (feature bit SNAPSHOT_MARK): the Primary's mark in the data stream at
+    /// an epoch boundary, where the EC2 node takes an EBS snapshot.
+    case snapshotMark = 0x7a03
+    /// Tandem extension (SNAPSHOT_MARK): the EC2 node's answer to a mark.
+    case snapshotResult = 0x7a04
 
     /// DRBD's own name, as logs and tshark print it.
     public var description: String {
@@ -46,6 +51,8 @@ public enum PacketCommand: UInt16, Sendable, CaseIterable, CustomStringConvertib
         case .initialData: "P_INITIAL_DATA"; case .connectionFeatures: "P_CONNECTION_FEATURES"
         case .rsDataReplyLZ4: "P_TANDEM_RS_DATA_REPLY_LZ4"
         case .dataLZ4: "P_TANDEM_DATA_LZ4"
+        case .snapshotMark: "P_TANDEM_SNAPSHOT_MARK"
+        case .snapshotResult: "P_TANDEM_SNAPSHOT_RESULT"
         }
     }
 

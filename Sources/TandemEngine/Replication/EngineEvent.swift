@@ -33,6 +33,8 @@ public enum EngineEvent: Sendable {
     /// The answer to `.checkBacking`: the data area in sectors now, or why it could not be read
     /// (`dataSectors` nil) or the device grew but the meta-data could not move (the old size).
     case backingChecked(token: UInt64, dataSectors: UInt64?, error: String?)
+    /// The answer to `.takeSnapshot`: the EBS snapshot's id, or why none was taken.
+    case snapshotTaken(id: UInt64, snapshotID: String?, error: String?)
 }
 
 public enum DiskResult: Sendable, Equatable {
@@ -72,6 +74,9 @@ public enum AdminCommand: Sendable, Equatable {
     case restore(discardMyData: Bool)
     /// `resize`: grow the device to what both backing devices allow now (after they grew).
     case resize
+    /// `snapshot [--force]`: an EBS snapshot on the EC2 node at an epoch boundary (a Tandem
+    /// extension); --force takes it even of a disk that is not UpToDate.
+    case snapshot(force: Bool)
 }
 
 /// A disk operation on the backing device's data area (offsets in bytes). Writes, zeroes and
@@ -114,8 +119,24 @@ public enum EngineAction: Sendable {
     /// Re-read the backing device's size; if it grew, move the meta-data to the new end (with
     /// the engine's bitmap as it is now) and answer `.backingChecked` with the new data area.
     case checkBacking(token: UInt64)
+    /// Take an EBS snapshot of this node's volume now, tagged with `point`; writes are held
+    /// until `.snapshotTaken` answers (the daemon answers within settings.snapshotHoldMs).
+    case takeSnapshot(id: UInt64, SnapshotPoint)
+    /// What an admin command produced (a snapshot's id), sent before its `.adminDone`.
+    case adminResult(token: UInt64, text: String)
     /// Run the resource file's handler of this name, if one is configured (DRBD's helpers).
     case runHandler(Handler)
+}
+
+/// What an EBS snapshot holds: the data generation (current UUID), the epoch it follows, and
+/// crash-consistent or inconsistent (taken with --force while not UpToDate).
+public struct SnapshotPoint: Sendable, Equatable {
+    public var generation: UInt64
+    public var epoch: UInt32
+    public var consistency: String
+    public init(generation: UInt64, epoch: UInt32, consistency: String) {
+        self.generation = generation; self.epoch = epoch; self.consistency = consistency
+    }
 }
 
 /// The handlers (resource file `handlers`) the engine calls, as DRBD's kernel calls its helpers.
@@ -173,6 +194,9 @@ public struct EngineSettings: Sendable, Equatable {
     public var discardMyData = false
     /// disk size: the device is this many sectors, not the whole data area (0: the data area).
     public var userSizeSectors: UInt64 = 0
+    /// ebs snapshot-hold-limit: how long writes may be held while CreateSnapshot runs; the
+    /// daemon gives up on the call after it (kept below ko-count × timeout).
+    public var snapshotHoldMs: UInt64 = 30_000
     public var verifyAlg = "", csumsAlg = "", integrityAlg = ""
     /// csums-after-crash-only: digests are compared only in the resync after a crashed primary.
     public var csumsAfterCrashOnly = false

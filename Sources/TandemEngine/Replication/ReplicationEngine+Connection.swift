@@ -53,6 +53,7 @@ extension ReplicationEngine {
         sendPurpose.removeAll()
         dropWaitingReads()
         failPeerReads()
+        snapshotLinkLost()
         // Requests still waiting for their activity-log extent are not issued yet: they mark
         // their blocks when they are.
         for (id, r) in requests where r.pending == nil {
@@ -118,12 +119,14 @@ extension ReplicationEngine {
         }
         resyncTick()
         verifyTick()
+        snapshotTick()
     }
 
     mutating func onPacket(_ p: Packet, _ socket: Socket) {
         guard link != nil else { return }
         link?.lastReceiveMs = nowMs
-        if socket == .data && (inbound.closing != nil || inbound.waitingForRead || inbound.waitingForBacking || !inbound.queued.isEmpty) {
+        if socket == .data && (inbound.closing != nil || inbound.waitingForRead || inbound.waitingForBacking || inbound.waitingForSnapshot
+            || !inbound.queued.isEmpty) {
             guard inbound.queued.count < QueueLimits.packetsBehindBarrier else {
                 fail("protocol error: the peer sent more than \(QueueLimits.packetsBehindBarrier) packets behind a barrier")
                 return
@@ -168,6 +171,8 @@ extension ReplicationEngine {
         case .blockDescriptor(let cmd, let d):
             if cmd == .outOfSync { setBits(offset: d.sector * 512, length: UInt64(d.size)) }
             else { fail("unsupported \(cmd) from peer") }
+        case .snapshotMark(let id, let epoch, let flags): onSnapshotMark(id: id, epoch: epoch, flags: flags)
+        case .snapshotResult(let id, let status, let text): onSnapshotResult(id: id, status: status, text: text)
         case .unplugRemote, .delayProbe: break
         case .initialData, .initialMeta, .features, .authChallenge, .authResponse:
             fail("protocol error: unexpected \(p.command) after the handshake")
@@ -522,6 +527,8 @@ extension ReplicationEngine {
             restoreVerb(token, discardMyData: discard)
         case .resize:
             resizeCommand(token: token)
+        case .snapshot(let force):
+            snapshotCommand(token: token, force: force)
         }
     }
 

@@ -63,7 +63,8 @@ extension ReplicationEngine {
 
     /// Runs the packets held behind a barrier or a verify read, until one holds them again.
     mutating func drainInbound() {
-        while inbound.closing == nil && !inbound.waitingForRead && !inbound.waitingForBacking && !inbound.queued.isEmpty && link != nil {
+        while inbound.closing == nil && !inbound.waitingForRead && !inbound.waitingForBacking && !inbound.waitingForSnapshot
+                && !inbound.queued.isEmpty && link != nil {
             let p = inbound.queued.removeFirst()
             receiveBudget.queuedBytes -= ReceiveBudget.cost(p)
             dispatch(p, .data)
@@ -178,6 +179,10 @@ extension ReplicationEngine {
         }
         send(.barrierAck(number: c.number, setSize: c.count), .meta)
         inbound.closing = nil
+        inbound.lastBarrier = c.number
+        // An epoch boundary: a local snapshot waiting for one is taken here, before the next
+        // epoch's packets run.
+        startLocalSnapshotIfAtBoundary()
         // Packets that arrived behind the barrier run now, until the next barrier closes.
         drainInbound()
     }

@@ -361,6 +361,7 @@ extension ReplicationEngine {
         case .peerWrite(let gen, let ack, let sector, let blockID, let size, let clears):
             onPeerWriteDone(gen, result, ack, sector, blockID, size, clears)
         case .inboundFlush(let gen): onInboundFlushDone(gen, result)
+        case .snapshotFlush(let id): onSnapshotFlushDone(id: id, result)
         case .appRead(let id): onAppReadDone(id, result)
         case .peerDataRead(let gen, let sector, let size, let blockID): onPeerDataReadDone(gen, result, sector, size, blockID)
         case .resyncRead(let gen, let sector, let size, let blockID): onResyncReadDone(gen, result, sector, size, blockID)

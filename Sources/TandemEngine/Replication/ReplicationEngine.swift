@@ -15,6 +15,8 @@ public struct ReplicationEngine: Sendable {
     public internal(set) var sizeSectors: UInt64
     /// The `size` option in force: this node's, or the smaller of both nodes' once connected.
     var userSizeSectors: UInt64
+    /// EBS snapshots at epoch boundaries in progress.
+    var snapshots = SnapshotState()
     /// A look at whether the backing device grew (resize), in flight.
     var backingCheck: BackingCheck?
     /// The size grew at the handshake: the grown part resyncs if the handshake starts no resync.
@@ -229,6 +231,7 @@ public struct ReplicationEngine: Sendable {
         case .admin(let token, let cmd): onAdmin(token, cmd)
         case .handlerDone(let h, let code): onHandlerDone(h, code)
         case .backingChecked(let token, let sectors, let error): onBackingChecked(token: token, dataSectors: sectors, error: error)
+        case .snapshotTaken(let id, let snapshotID, let error): onSnapshotTaken(id: id, snapshotID: snapshotID, error: error)
         }
         if let (token, cmd) = deferredAdmin, !inTransientState {
             deferredAdmin = nil
@@ -349,6 +352,8 @@ enum DiskPurpose: Sendable {
     /// block to compare with the target's digest.
     case csumRead(generation: UInt64, sector: UInt64, size: UInt32)
     case csumSourceRead(generation: UInt64, sector: UInt64, size: UInt32, blockID: UInt64, digest: [UInt8])
+    /// The flush before an EBS snapshot (everything before the mark durable).
+    case snapshotFlush(id: UInt64)
 }
 
 /// A read waiting for local writes in flight on its blocks; `locked`: it holds read locks.
@@ -454,6 +459,10 @@ struct InboundState: Sendable {
     var waitingForRead = false
     /// P_SIZES of a resizing peer: what follows waits until this node looked at its own device.
     var waitingForBacking = false
+    /// A snapshot is being taken at an epoch boundary: what follows waits.
+    var waitingForSnapshot = false
+    /// The number of the last barrier whose epoch is on the disk.
+    var lastBarrier: UInt32 = 0
     var queued: [Packet] = []
-    var idle: Bool { pending == 0 && closing == nil && queued.isEmpty && !waitingForRead && !waitingForBacking }
+    var idle: Bool { pending == 0 && closing == nil && queued.isEmpty && !waitingForRead && !waitingForBacking && !waitingForSnapshot }
 }

@@ -1,0 +1,41 @@
+import ArgumentParser
+import Foundation
+import TandemAWS
+import TandemDaemon
+
+/// `snapshot [--force] RES`: an EBS snapshot of the EC2 node's volume at an epoch boundary
+/// (run on the Primary, which marks the point in the replication stream, or on the EC2 node);
+/// prints the snapshot's id.
+struct Snapshot: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "snapshot", abstract: "Take an EBS snapshot on the EC2 node at a consistent point (a Tandem addition).")
+    @OptionGroup var arguments: ResourceArguments
+    @Flag(help: "Take it even of a disk that is not UpToDate (mid-resync); it is tagged inconsistent.") var force = false
+
+    func run() throws {
+        let r = try arguments.client().request(["verb": "snapshot", "force": force])
+        print(r["snapshot"] as? String ?? "")
+    }
+}
+
+/// `snapshots RES`: the EBS snapshots Tandem took of this resource, newest first, with state,
+/// tier and tags (run on the EC2 node: it asks EC2 directly).
+struct Snapshots: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "snapshots", abstract: "List the EBS snapshots Tandem took of the resource (on the EC2 node).")
+    @OptionGroup var arguments: ResourceArguments
+
+    func run() throws {
+        let plan = try arguments.plan()
+        guard let ebs = plan.ebs else { throw VerbFailure("\(plan.name): this node's disk is not an EBS volume; list snapshots on the EC2 node") }
+        let keeper = BackingDisk.keeper(ebs, resource: plan.name)
+        let list: [EC2Snapshot]
+        do { list = try BackingDisk.wait { try await keeper.list() } } catch { throw VerbFailure("\(error)") }
+        print("SNAPSHOT                STATE      TIER      TAKEN (UTC)           EPOCH  GENERATION        CONSISTENCY")
+        for s in list {
+            let t = Double(s.tags[SnapshotKeeper.Tag.time] ?? "") ?? 0
+            let when = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: t))
+            func pad(_ x: String, _ n: Int) -> String { x.count >= n ? x + " " : x + String(repeating: " ", count: n - x.count) }
+            print(pad(s.id, 24) + pad(s.state, 11) + pad(s.storageTier, 10) + pad(when, 22) + pad(s.tags[SnapshotKeeper.Tag.epoch] ?? "-", 7)
+                  + pad(s.tags[SnapshotKeeper.Tag.generation] ?? "-", 18) + (s.tags[SnapshotKeeper.Tag.consistency] ?? "-"))
+        }
+    }
+}

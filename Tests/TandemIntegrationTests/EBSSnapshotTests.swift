@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+import TandemAWS
+
+/// `tandem snapshot` against moto with a delaying proxy in front of it (moto answers
+/// CreateSnapshot at once): the EC2 node takes the snapshot exactly at the Primary's mark, holds
+/// later writes while the call runs, tags it, and lets the writes go on afterwards.
+@Suite(.serialized) struct EBSSnapshotTests {
+    @Test func aSnapshotIsTakenAtTheMarkWhileLaterWritesWait() async throws {
+        let v = try EBSTargetTests.Volumes([("data", 1, "attach")])
+        defer { v.stop() }
+        let proxyPort = Cluster.reservePorts()
+        let marker = v.lab.dir + "/held"
+        let proxy = try AWSLab.spawn("/usr/bin/env", ["python3", Tools.helpers + "/delay-proxy.py", "\(proxyPort)", "\(v.lab.motoPort)",
+                                                      "CreateSnapshot", "3", marker], log: v.lab.dir + "/proxy.log")
+        v.lab.processes.append(proxy)
+        try AWSLab.waitForPort(proxyPort, what: "the delaying proxy", log: v.lab.dir + "/proxy.log")
+        let section = v.section().replacingOccurrences(of: v.lab.endpoint, with: "http://127.0.0.1:\(proxyPort)")
+        let c = try Cluster(.init(size: 64 << 20, betaDevice: "ebs:" + v.lab.volume("data"), betaHostExtra: section))
+        defer { c.shutdown() }
+        try c.start()
+        // A: written and replicated.
+        try #require(try Tools.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0xa1 0 4M", c.uri("alpha")]).status == 0)
+        try c.waitInSync()
+        let beta = v.loops["data"]!.device
+        func region() throws -> String { String(try Tools.run("/bin/sh", ["-c", "head -c 8388608 \(beta) | sha256sum"]).out.prefix(64)) }
+        let afterA = try region()
+        // The snapshot, and B behind it.
+        let snap = Process()
+        snap.executableURL = URL(fileURLWithPath: Tools.tandem)
+        snap.arguments = ["-c", "\(c.dir)/alpha.conf", "--node", "alpha", "snapshot", "r0"]
+        snap.environment = ["TANDEM_RUN_DIR": c.runDir("alpha")]
+        let out = Pipe()
+        snap.standardOutput = out
+        try snap.run()
+        let deadline = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: marker) && Date() < deadline { usleep(20_000) }
+        try #require(FileManager.default.fileExists(atPath: marker), "CreateSnapshot never reached the proxy: \(c.log("beta").suffix(1500))")
+        let writeB = Process()
+        writeB.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-io")
+        writeB.arguments = ["-f", "raw", "-c", "write -P 0xb2 4M 4M", c.uri("alpha")]
+        writeB.standardOutput = FileHandle.nullDevice
+        try writeB.run()
+        usleep(800_000)
+        // While CreateSnapshot runs: the volume holds A and not B, and B (protocol C) waits.
+        #expect(try region() == afterA, "the volume changed while the snapshot was being taken")
+        #expect(writeB.isRunning, "a protocol C write completed while the EC2 node held writes")
+        snap.waitUntilExit()
+        writeB.waitUntilExit()
+        let id = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(snap.terminationStatus == 0 && id.hasPrefix("snap-"), "snapshot printed '\(id)'")
+        #expect(writeB.terminationStatus == 0)
+        try c.waitInSync()
+        #expect(try region() != afterA, "B never reached the volume")
+        // The tags name the epoch the mark followed (alpha's log) and the data generation.
+        let ec2 = v.lab.client()
+        let snaps = try await ec2.describeSnapshots(tag: ("tandem:resource", "r0"))
+        try #require(snaps.count == 1 && snaps[0].id == id, "\(snaps.map(\.id))")
+        let tags = snaps[0].tags
+        let markLine = c.log("alpha").split(separator: "\n").last { $0.contains("snapshot: mark") } ?? ""
+        #expect(markLine.hasSuffix("after epoch \(tags["tandem:epoch"] ?? "?") sent to the peer"), "\(markLine) vs \(tags)")
+        #expect(tags["tandem:consistency"] == "crash-consistent" && tags["team"] == "db" && tags["tandem:generation"] != nil, "\(tags)")
+        #expect(snaps[0].volumeID == v.lab.volume("data"))
+        // On the EC2 node itself: at its own epoch boundary.
+        let local = try c.tandem("beta", "snapshot", "r0")
+        #expect(local.status == 0 && local.out.hasPrefix("snap-"), "\(local.err)")
+        let listed = try c.tandem("beta", "snapshots", "r0")
+        #expect(listed.status == 0 && listed.out.contains(id) && listed.out.contains(local.out.trimmingCharacters(in: .whitespacesAndNewlines)),
+                "\(listed.out) \(listed.err)")
+    }
+
+    /// CreateSnapshot slower than snapshot-hold-limit: the writes are released, the snapshot is
+    /// reported failed, and the late one is deleted.
+    @Test func aSlowCreateSnapshotReleasesTheWrites() async throws {
+        let v = try EBSTargetTests.Volumes([("data", 1, "attach")])
+        defer { v.stop() }
+        let proxyPort = Cluster.reservePorts()
+        let proxy = try AWSLab.spawn("/usr/bin/env", ["python3", Tools.helpers + "/delay-proxy.py", "\(proxyPort)", "\(v.lab.motoPort)",
+                                                      "CreateSnapshot", "4", v.lab.dir + "/held"], log: v.lab.dir + "/proxy.log")
+        v.lab.processes.append(proxy)
+        try AWSLab.waitForPort(proxyPort, what: "the delaying proxy", log: v.lab.dir + "/proxy.log")
+        let section = v.section().replacingOccurrences(of: v.lab.endpoint, with: "http://127.0.0.1:\(proxyPort)")
+            .replacingOccurrences(of: "ebs {", with: "ebs { snapshot-hold-limit 1;")
+        let c = try Cluster(.init(size: 64 << 20, betaDevice: "ebs:" + v.lab.volume("data"), betaHostExtra: section))
+        defer { c.shutdown() }
+        try c.start()
+        let start = Date()
+        let r = try c.tandem("alpha", "snapshot", "r0")
+        #expect(r.status != 0 && r.err.contains("did not return within 1 s"), "\(r.err)")
+        #expect(Date().timeIntervalSince(start) < 4, "the command waited for the slow call")
+        try #require(try Tools.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0x33 0 1M", c.uri("alpha")]).status == 0)
+        // The late snapshot is deleted once CreateSnapshot returns.
+        let ec2 = v.lab.client()
+        var left = -1
+        for _ in 0..<40 {
+            left = try await ec2.describeSnapshots(tag: ("tandem:resource", "r0")).count
+            if left == 0 && c.log("beta").contains("returned after the hold limit") { break }
+            usleep(250_000)
+        }
+        #expect(left == 0 && c.log("beta").contains("returned after the hold limit; deleting it"), "\(c.log("beta").suffix(1200))")
+    }
+}
+
