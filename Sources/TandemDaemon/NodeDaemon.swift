@@ -334,7 +334,6 @@ public final class NodeDaemon: @unchecked Sendable {
             return
         }
         let answered = OnceFlag()
-        func answerOnce() -> Bool { answered.claim() }
         let limitMs = plan.settings.snapshotHoldMs
         let p = SnapshotKeeper.Point(generation: point.generation, epoch: point.epoch, time: Date().timeIntervalSince1970,
                                      consistency: point.consistency)
@@ -342,17 +341,17 @@ public final class NodeDaemon: @unchecked Sendable {
         Task {
             do {
                 let s = try await keeper.take(p)
-                if answerOnce() { loop.execute { self.feed(.snapshotTaken(id: id, snapshotID: s.id, error: nil)) } }
+                if answered.claim() { loop.execute { self.feed(.snapshotTaken(id: id, snapshotID: s.id, error: nil)) } }
                 else {
                     loop.execute { self.log("snapshot: \(s.id) returned after the hold limit; deleting it (it is not at the marked point)") }
                     try? await keeper.ec2.deleteSnapshot(id: s.id)
                 }
             } catch {
-                if answerOnce() { loop.execute { self.feed(.snapshotTaken(id: id, snapshotID: nil, error: "CreateSnapshot: \(error)")) } }
+                if answered.claim() { loop.execute { self.feed(.snapshotTaken(id: id, snapshotID: nil, error: "CreateSnapshot: \(error)")) } }
             }
         }
         loop.scheduleTask(in: .milliseconds(Int64(limitMs))) {
-            if answerOnce() {
+            if answered.claim() {
                 self.feed(.snapshotTaken(id: id, snapshotID: nil, error: "CreateSnapshot did not return within \(limitMs / 1000) s (snapshot-hold-limit): writes released, no snapshot"))
             }
         }

@@ -9,7 +9,15 @@ import Testing
     static let alphaBytes = 768 << 20
     static let betaBytes = 1 << 30
 
-    /// Sectors of the data area of a device of `bytes` with internal meta-data (as create-md lays it out).
+    /// Grows each loop device's file to its first size plus `extra` and tells the loop driver.
+    static func grow(_ loops: [((device: String, file: String), Int)], by extra: Int) throws {
+        for (loop, bytes) in loops {
+            guard truncate(loop.file, off_t(bytes + extra)) == 0 else { throw TestFailure("truncate \(loop.file) failed") }
+            try Tools.run("/usr/sbin/losetup", ["-c", loop.device]).checked()
+        }
+    }
+
+    /// A node's data area in KiB, as its status says.
     static func dataKiB(_ c: Cluster, _ node: String) throws -> Int {
         try c.status(node)["data-area-kib"] as? Int ?? -1
     }
@@ -52,10 +60,7 @@ import Testing
         try c.tandem("alpha", "primary", "r0").checked()
 
         // Grow both backing devices by 256 MiB; resize on the Primary.
-        for (loop, bytes) in [(a, Self.alphaBytes), (b, Self.betaBytes)] {
-            #expect(truncate(loop.file, off_t(bytes + (256 << 20))) == 0)
-            try Tools.run("/usr/sbin/losetup", ["-c", loop.device]).checked()
-        }
+        try Self.grow([(a, Self.alphaBytes), (b, Self.betaBytes)], by: 256 << 20)
         let before = try c.dataHash("alpha", bytes: alphaData * 1024)
         try c.tandem("alpha", "resize", "r0").checked()
         // alpha's data area is now the smaller (1 GiB less its meta-data, which grew with it).
@@ -90,10 +95,7 @@ import Testing
 
         // Once more, 64 MiB, with `resize` run on the Secondary: the Primary is still the source.
         try c.tandem("alpha", "primary", "r0").checked()
-        for (loop, bytes) in [(a, Self.alphaBytes), (b, Self.betaBytes)] {
-            #expect(truncate(loop.file, off_t(bytes + (320 << 20))) == 0)
-            try Tools.run("/usr/sbin/losetup", ["-c", loop.device]).checked()
-        }
+        try Self.grow([(a, Self.alphaBytes), (b, Self.betaBytes)], by: 320 << 20)
         try c.tandem("beta", "resize", "r0").checked()
         let third = grownAlpha + (64 << 10)
         for n in c.nodes {
