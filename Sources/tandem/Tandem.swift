@@ -11,13 +11,12 @@ struct Tandem: ParsableCommand {
             Usage: tandem [-c FILE] [--node NAME] VERB [RES]
             The resource file uses DRBD's syntax (default /etc/tandem/tandem.conf). Control
             sockets and pid files live in $TANDEM_RUN_DIR (default /run/tandem).
-            Verbs marked (planned) are not available in this build yet.
             """,
         subcommands: [
             CreateMD.self, DumpMD.self, GetGI.self, ShowGI.self, WipeMD.self, ApplyAL.self, Dump.self,
             Up.self, Down.self, Primary.self, Secondary.self, Connect.self, Disconnect.self, Resync.self, PauseSync.self,
             ResumeSync.self, Resize.self, Snapshot.self, Snapshots.self, Verify.self, Invalidate.self, Outdate.self, InvalidateRemote.self, Restore.self, Status.self, Events.self,
-        ] + PlannedVerb.all
+        ]
     )
 
     static func main() {
