@@ -80,7 +80,14 @@ import Testing
         writer.standardOutput = FileHandle.nullDevice
         writer.standardError = FileHandle.nullDevice
         try writer.run()
-        usleep(150_000)
+        // Kill while both extents are being written: wait until the writes run (on a loaded
+        // machine qemu-io may take longer than any fixed pause to start).
+        let start = Date()
+        while Date().timeIntervalSince(start) < 20 {
+            let s = try c.status("alpha")
+            if (s["al-extents-hot"] as? Int ?? 0) >= 2 && (s["replicated-data-kib"] as? Int ?? 0) >= 8192 { break }
+            usleep(10_000)
+        }
         let pid = try #require(c.pid("alpha"))
         try #require(kill(pid, SIGKILL) == 0, "kill -9 of alpha failed")
         writer.waitUntilExit()
