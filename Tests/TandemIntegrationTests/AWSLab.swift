@@ -31,7 +31,10 @@ final class AWSLab {
         motoPort = base
         imdsPort = base + 1
         processes.append(try Self.spawn("/usr/bin/env", ["python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", "\(motoPort)"], log: dir + "/moto.log"))
-        try Self.waitForPort(motoPort, what: "moto_server", log: dir + "/moto.log")
+        do { try Self.waitForPort(motoPort, what: "moto_server", log: dir + "/moto.log") } catch {
+            for p in processes { kill(p.processIdentifier, SIGKILL) }
+            throw error
+        }
         let r = try Tools.run("/usr/bin/env", ["python3", Tools.helpers + "/moto-setup.py", "http://127.0.0.1:\(motoPort)", volumes])
         guard r.status == 0, let o = try? JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any] else {
             for p in processes { kill(p.processIdentifier, SIGKILL) }
@@ -43,12 +46,17 @@ final class AWSLab {
                                                    "http://127.0.0.1:\(motoPort)/moto-api/reset-auth"])
         guard auth.status == 0 else { stop(); throw TestFailure("moto reset-auth: \(auth.err)") }
         if imds {
-            let config: [String: Any] = ["instance": o["instance"]!, "region": "us-east-1", "zone": "us-east-1a",
-                                         "role": o["role"]!, "mapping": mapping]
-            let path = dir + "/imds.json"
-            try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: path))
-            processes.append(try Self.spawn("/usr/bin/env", ["python3", Tools.helpers + "/imds-standin.py", "\(imdsPort)", path], log: dir + "/imds.log"))
-            try Self.waitForPort(imdsPort, what: "the IMDS stand-in", log: dir + "/imds.log")
+            do {
+                let config: [String: Any] = ["instance": o["instance"]!, "region": "us-east-1", "zone": "us-east-1a",
+                                             "role": o["role"]!, "mapping": mapping]
+                let path = dir + "/imds.json"
+                try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: path))
+                processes.append(try Self.spawn("/usr/bin/env", ["python3", Tools.helpers + "/imds-standin.py", "\(imdsPort)", path], log: dir + "/imds.log"))
+                try Self.waitForPort(imdsPort, what: "the IMDS stand-in", log: dir + "/imds.log")
+            } catch {
+                stop()  // nothing of a lab that failed to start keeps running
+                throw error
+            }
         }
     }
 

@@ -15,13 +15,18 @@ import TandemAWS
         init(_ spec: [(name: String, gib: Int, how: String)]) throws {
             lab = try AWSLab(volumes: spec.map { "\($0.name):\($0.gib)\($0.how.isEmpty ? "" : ":" + $0.how)" }.joined(separator: ","))
             devRoot = lab.dir + "/dev"
-            try FileManager.default.createDirectory(atPath: devRoot + "/disk/by-id", withIntermediateDirectories: true)
-            for v in spec + [(name: "root", gib: 8, how: "")] {
-                let loop = try Tools.loopDevice(v.gib << 30)
-                loops[v.name] = loop
-                let id = v.name == "root" ? lab.rootVolume : lab.volume(v.name)
-                try FileManager.default.createSymbolicLink(atPath: devRoot + "/disk/by-id/nvme-Amazon_Elastic_Block_Store_" + id.replacingOccurrences(of: "-", with: ""),
-                                                           withDestinationPath: loop.device)
+            do {
+                try FileManager.default.createDirectory(atPath: devRoot + "/disk/by-id", withIntermediateDirectories: true)
+                for v in spec + [(name: "root", gib: 8, how: "")] {
+                    let loop = try Tools.loopDevice(v.gib << 30)
+                    loops[v.name] = loop
+                    let id = v.name == "root" ? lab.rootVolume : lab.volume(v.name)
+                    try FileManager.default.createSymbolicLink(atPath: devRoot + "/disk/by-id/nvme-Amazon_Elastic_Block_Store_" + id.replacingOccurrences(of: "-", with: ""),
+                                                               withDestinationPath: loop.device)
+                }
+            } catch {
+                stop()  // no loop device or server outlives a failed set-up
+                throw error
             }
         }
 
