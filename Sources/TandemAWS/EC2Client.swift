@@ -10,7 +10,7 @@ public final class EC2Client: @unchecked Sendable {
     public let endpoint: String
     let http: HTTPTransport
     let credentials: @Sendable () async throws -> AWSCredentials
-    public var retry: RetryPolicy
+    public let retry: RetryPolicy
     let now: @Sendable () -> Double
     let sleep: @Sendable (Double) async throws -> Void
     static let apiVersion = "2016-11-15"

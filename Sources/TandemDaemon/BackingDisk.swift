@@ -23,7 +23,7 @@ public enum BackingDisk {
         }
         let settings = try settings(local.host.ebs)
         let target = EBSTarget(volumeID: String(d.dropFirst(ebsPrefix.count)), settings: settings)
-        let checked = try waitFor {
+        let checked = try wait {
             try await target.check(deviceSize: { path in
                 try FileBlockDevice(path: path, options: .init(readOnly: true, exclusive: false)).size
             })
@@ -73,9 +73,7 @@ public enum BackingDisk {
 
     /// Runs async work from a synchronous caller (the command line and the daemon's start,
     /// before any event loop of their own runs) and waits for it.
-    public static func wait<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T { try waitFor(work) }
-
-    static func waitFor<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
+    public static func wait<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
         let box = ResultBox<T>()
         let done = DispatchSemaphore(value: 0)
         Task {
@@ -94,7 +92,7 @@ public struct EBSVolumePlan: Sendable, Equatable {
     public var region: String
 }
 
-/// The result of async work handed to the thread that waits for it (BackingDisk.waitFor).
+/// The result of async work handed to the thread that waits for it (BackingDisk.wait).
 final class ResultBox<T: Sendable>: @unchecked Sendable {
     var result: Result<T, Error>?
 }

@@ -36,8 +36,8 @@ import TandemAWS
         }
 
         /// beta's `ebs` section.
-        func section(imds: String? = nil) -> String {
-            "ebs { region us-east-1; endpoint \"\(lab.endpoint)\"; imds-endpoint \"\(imds ?? lab.imdsEndpoint)\"; device-root \"\(devRoot)\"; tags \"team=db,env=test\"; }"
+        func section() -> String {
+            "ebs { region us-east-1; endpoint \"\(lab.endpoint)\"; imds-endpoint \"\(lab.imdsEndpoint)\"; device-root \"\(devRoot)\"; tags \"team=db,env=test\"; }"
         }
 
         /// sha256 of the first and last 4 MiB of a volume's loop device (where data and meta-data would land).

@@ -1,8 +1,8 @@
 import Foundation
 
 /// What the `ebs { }` section of an `on` host says (a Tandem addition): where the EC2 API and
-/// the instance metadata are, the KMS key for volumes Tandem creates, tags, and the /dev and
-/// /sys roots (settable for tests).
+/// the instance metadata are, tags, the snapshot hold limit, and the /dev and /sys roots
+/// (settable for tests).
 public struct EBSSettings: Sendable, Equatable {
     /// Default: the instance's region (IMDS).
     public var region: String?
@@ -10,7 +10,6 @@ public struct EBSSettings: Sendable, Equatable {
     public var endpoint: String?
     /// Default: AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254.
     public var imdsEndpoint: String?
-    public var kmsKeyID: String?
     /// Tags Tandem puts on what it creates (key=value pairs).
     public var tags: [String: String] = [:]
     public var deviceRoot = "/dev"

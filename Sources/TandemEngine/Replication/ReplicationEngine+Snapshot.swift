@@ -70,7 +70,7 @@ extension ReplicationEngine {
             return
         }
         snapshots.active = ActiveSnapshot(mark: m, consistency: consistent ? "crash-consistent" : "inconsistent",
-                                          deadlineMs: nowMs + settings.snapshotHoldMs + 5000, flushed: false)
+                                          deadlineMs: nowMs + settings.snapshotHoldMs + 5000)
         inbound.waitingForSnapshot = true
         log("snapshot: at the end of epoch \(m.epoch): writes held while the snapshot is taken")
         diskOp(.flush, .snapshotFlush(id: m.id))
@@ -78,14 +78,12 @@ extension ReplicationEngine {
 
     /// Everything before the mark is durable: the snapshot's point in time is now.
     mutating func onSnapshotFlushDone(id: UInt64, _ result: DiskResult) {
-        guard var a = snapshots.active, a.mark.id == id else { return }
+        guard let a = snapshots.active, a.mark.id == id else { return }
         if case .failed(let why) = result {
             endHold()
             finishSnapshot(a.mark, snapshotID: nil, error: "flush before the snapshot failed: \(why)")
             return
         }
-        a.flushed = true
-        snapshots.active = a
         emit(.takeSnapshot(id: id, SnapshotPoint(generation: persistent.current & ~1, epoch: a.mark.epoch, consistency: a.consistency)))
     }
 
@@ -176,5 +174,4 @@ struct ActiveSnapshot: Sendable {
     var mark: SnapshotMark
     var consistency: String
     var deadlineMs: UInt64
-    var flushed: Bool
 }
