@@ -37,7 +37,7 @@ public enum BackingDisk {
         let imds = InstanceMetadata(endpoint: ebs.settings.imdsEndpoint)
         let chain = CredentialChain(metadata: imds)
         let ec2 = EC2Client(region: ebs.region, endpoint: ebs.settings.endpoint, credentials: { try await chain.credentials() })
-        return SnapshotKeeper(ec2: ec2, resource: resource, volumeID: ebs.volumeID, policy: SnapshotPolicy(), extraTags: ebs.settings.tags)
+        return SnapshotKeeper(ec2: ec2, resource: resource, volumeID: ebs.volumeID, policy: ebs.settings.policy, extraTags: ebs.settings.tags)
     }
 
     /// The `ebs` section as settings.
@@ -59,6 +59,16 @@ public enum BackingDisk {
                     throw ConfigError(o.location, "ebs snapshot-hold-limit: seconds from 1 to 40 (below ko-count × timeout), not '\(v)'")
                 }
                 s.snapshotHoldSeconds = n
+            case "snapshot-after-resync":
+                guard v == "yes" || v == "no" else { throw ConfigError(o.location, "ebs snapshot-after-resync: yes or no, not '\(v)'") }
+                s.policy.afterResync = v == "yes"
+            case "snapshot-every": s.policy.everyMinutes = try count(o, v, "minutes", max: 525_600)
+            case "snapshot-keep-last": s.policy.keepLast = try count(o, v, "snapshots", max: 10_000)
+            case "snapshot-keep-days": s.policy.keepDays = try count(o, v, "days", max: 36_500)
+            case "snapshot-archive-after-days":
+                // An archived snapshot is a full copy, billed for at least 90 days there, and
+                // takes hours to restore (README): the rule is for long-term retention.
+                s.policy.archiveAfterDays = try count(o, v, "days", max: 36_500)
             case "tags":
                 for pair in v.split(separator: ",") {
                     let kv = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -69,6 +79,12 @@ public enum BackingDisk {
             }
         }
         return s
+    }
+
+    /// A whole number from 0 to `max` for an ebs option.
+    static func count(_ o: ConfigOption, _ v: String, _ unit: String, max: Int) throws -> Int {
+        guard let n = Int(v), n >= 0, n <= max else { throw ConfigError(o.location, "ebs \(o.name): a number of \(unit) from 0 to \(max), not '\(v)'") }
+        return n
     }
 
     /// Runs async work from a synchronous caller (the command line and the daemon's start,

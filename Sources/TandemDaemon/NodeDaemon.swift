@@ -37,6 +37,15 @@ public final class NodeDaemon: @unchecked Sendable {
     var adminResults: [UInt64: String] = [:]
     /// The EC2 node's snapshots (its disk is an EBS volume).
     lazy var snapshotKeeper: SnapshotKeeper? = plan.ebs.map { BackingDisk.keeper($0, resource: plan.name) }
+    /// The ebs section's snapshot policy at work, when it asks for anything.
+    lazy var snapshotSchedule: SnapshotSchedule? = snapshotKeeper.flatMap { keeper in
+        guard SnapshotSchedule.isActive(keeper.policy) else { return nil }
+        return SnapshotSchedule(keeper: keeper, now: { Date().timeIntervalSince1970 }, log: { [unowned self] s in
+            self.loop.execute { self.log(s) }
+        }, take: { [unowned self] in try await self.policySnapshot() })
+    }
+    /// A tick of the schedule is running (one at a time).
+    var scheduleTicking = false
     var nextID: UInt64 = 1
     var eventSubscribers: [ObjectIdentifier: (String) -> Void] = [:]
     var lastStatus: EngineStatus?
@@ -137,6 +146,11 @@ public final class NodeDaemon: @unchecked Sendable {
                 self.feed(.tick(nowMs: self.monotonicMs))
             }
             self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in self.periodic() }
+            if self.snapshotSchedule != nil {
+                self.loop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(NodeDaemon.scheduleSeconds)) { _ in
+                    self.tickSchedule()
+                }
+            }
         }.wait()
         log("up: \(plan.name) on \(plan.node), disk \(plan.diskPath) (\(engine.sizeSectors / 2) KiB of a \(store.layout.dataSectors / 2) KiB data area), export \(plan.export.uri), protocol \(["?", "A", "B", "C"][Int(plan.settings.wireProtocol)])")
         let signals = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
@@ -185,6 +199,11 @@ public final class NodeDaemon: @unchecked Sendable {
             return
         }
         if lastStatus != nil { log("state: \(st.role)/\(st.peerRole) \(st.connection) \(st.disk)/\(st.peerDisk)") }
+        if let old = lastStatus, [.syncTarget, .pausedSyncT].contains(old.connection), old.disk != .upToDate, st.disk == .upToDate,
+           let schedule = snapshotSchedule {
+            // This node's copy is whole again: the policy's after-resync snapshot.
+            Task { await schedule.resyncCompleted(); self.loop.execute { self.tickSchedule() } }
+        }
         lastStatus = st
         publish("change")
     }
@@ -357,6 +376,30 @@ public final class NodeDaemon: @unchecked Sendable {
         }
     }
 
+    /// How often the snapshot policy looks at the clock (its smallest unit is a minute).
+    static let scheduleSeconds: Int64 = 10
+
+    func tickSchedule() {
+        guard let schedule = snapshotSchedule, !scheduleTicking, !shuttingDown else { return }
+        scheduleTicking = true
+        Task {
+            await schedule.tick()
+            self.loop.execute { self.scheduleTicking = false }
+        }
+    }
+
+    /// A snapshot the policy asks for, taken as `tandem snapshot` on this node is: at this
+    /// node's next epoch boundary, writes held while CreateSnapshot runs.
+    func policySnapshot() async throws -> String {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<String, Error>) in
+            loop.execute {
+                self.adminWithResult(.snapshot(force: false)) { err, id in
+                    if let id, err == nil { c.resume(returning: id) } else { c.resume(throwing: PolicySnapshotError(why: err ?? "no snapshot id")) }
+                }
+            }
+        }
+    }
+
     /// `down`: stop taking I/O, wait until in-flight writes are acknowledged by the peer (or
     /// the peer is gone, at most 10 s), close the meta-data cleanly, remove the sockets, exit.
     func shutdown(done: @escaping (String?) -> Void) {
@@ -475,6 +518,12 @@ final class ExportBackend: NBDBackend, @unchecked Sendable {
             }
         }
     }
+}
+
+/// Why the policy's snapshot was not taken (the engine's answer).
+struct PolicySnapshotError: Error, CustomStringConvertible {
+    var why: String
+    var description: String { why }
 }
 
 /// True for the first caller of `claim` only: of a snapshot's answer and its time limit,

@@ -99,5 +99,43 @@ import TandemAWS
         }
         #expect(left == 0 && c.log("beta").contains("returned after the hold limit; deleting it"), "\(c.log("beta").suffix(1200))")
     }
-}
 
+    /// The policy in the daemon: snapshot-after-resync takes one when a resync to the EC2 node
+    /// completes (the initial sync, then one after a disconnect), snapshot-keep-last 1 prunes
+    /// the older, and the operator's own snapshot stays.
+    @Test func thePolicyTakesOneAfterEachResyncAndPrunes() async throws {
+        let v = try EBSTargetTests.Volumes([("data", 1, "attach")])
+        defer { v.stop() }
+        let ec2 = v.lab.client()
+        let operators = try await ec2.createSnapshot(volumeID: v.lab.volume("data"), description: "the operator's own", tags: [:])
+        let section = v.section().replacingOccurrences(of: "ebs {", with: "ebs { snapshot-after-resync yes; snapshot-keep-last 1;")
+        let c = try Cluster(.init(size: 64 << 20, betaDevice: "ebs:" + v.lab.volume("data"), betaHostExtra: section))
+        defer { c.shutdown() }
+        try c.start()
+        func mine() async throws -> [EC2Snapshot] { try await ec2.describeSnapshots(tag: ("tandem:resource", "r0")) }
+        func waitFor(_ what: String, _ check: ([EC2Snapshot]) -> Bool) async throws -> [EC2Snapshot] {
+            var last: [EC2Snapshot] = []
+            for _ in 0..<120 {
+                last = try await mine()
+                if check(last) { return last }
+                usleep(250_000)
+            }
+            throw TestFailure("\(what): \(last.map(\.id)); beta: \(c.log("beta").suffix(1500))")
+        }
+        let first = try await waitFor("a snapshot after the initial sync") { $0.count == 1 }
+        #expect(first[0].tags["tandem:consistency"] == "crash-consistent")
+        // Apart, a write, together again: a resync, then one more snapshot and the first pruned.
+        #expect(try c.tandem("beta", "disconnect", "r0").status == 0)
+        try #require(try Tools.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0x5c 1M 2M", c.uri("alpha")]).status == 0)
+        #expect(try c.tandem("beta", "connect", "r0").status == 0)
+        try c.waitInSync()
+        let second = try await waitFor("the first pruned after a second snapshot") { $0.count == 1 && $0[0].id != first[0].id }
+        let log = c.log("beta")
+        let resynced = log.range(of: "SyncTarget", options: .backwards)
+        let taken = log.range(of: "snapshot policy: \(second[0].id) taken (after a resync)")
+        #expect(resynced != nil && taken != nil && resynced!.lowerBound < taken!.lowerBound, "\(log.suffix(2000))")
+        #expect(log.contains("snapshot policy: deleted \(first[0].id)"))
+        let all = Set(try await ec2.describeSnapshots().filter { $0.volumeID == v.lab.volume("data") }.map(\.id))
+        #expect(all == [operators.id, second[0].id], "\(all)")
+    }
+}

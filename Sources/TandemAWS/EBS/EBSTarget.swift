@@ -1,7 +1,7 @@
 import Foundation
 
 /// What the `ebs { }` section of an `on` host says (a Tandem addition): where the EC2 API and
-/// the instance metadata are, tags, the snapshot hold limit, and the /dev and /sys roots
+/// the instance metadata are, tags, the snapshot hold limit and policy, and the /dev and /sys roots
 /// (settable for tests).
 public struct EBSSettings: Sendable, Equatable {
     /// Default: the instance's region (IMDS).
@@ -16,6 +16,8 @@ public struct EBSSettings: Sendable, Equatable {
     public var sysfsRoot = "/sys"
     /// How long writes may be held while CreateSnapshot runs (then it counts as failed).
     public var snapshotHoldSeconds = 30.0
+    /// When snapshots are taken and which are pruned or archived (the snapshot-* options).
+    public var policy = SnapshotPolicy()
     public init() {}
 }
 

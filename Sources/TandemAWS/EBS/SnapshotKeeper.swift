@@ -62,7 +62,8 @@ public final class SnapshotKeeper: @unchecked Sendable {
             .sorted { Self.takenAt($0) > Self.takenAt($1) }
     }
 
-    static func takenAt(_ s: EC2Snapshot) -> Double { Double(s.tags[Tag.time] ?? "") ?? 0 }
+    /// When Tandem took it (its time tag; 0 when it has none).
+    public static func takenAt(_ s: EC2Snapshot) -> Double { Double(s.tags[Tag.time] ?? "") ?? 0 }
 
     /// Applies the keep and archive rules at `now`; what was deleted and archived.
     public func prune(now: Double) async throws -> (deleted: [String], archived: [String]) {

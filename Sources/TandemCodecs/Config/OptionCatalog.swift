@@ -41,6 +41,11 @@ public enum OptionCatalog {
         OptionSpec(name: "device-root", kind: .string, defaultValue: "/dev", tandemExtension: true),
         OptionSpec(name: "sysfs-root", kind: .string, defaultValue: "/sys", tandemExtension: true),
         OptionSpec(name: "snapshot-hold-limit", kind: .string, defaultValue: "30", tandemExtension: true),
+        OptionSpec(name: "snapshot-after-resync", kind: .choice(["yes", "no"]), defaultValue: "no", tandemExtension: true),
+        OptionSpec(name: "snapshot-every", kind: .string, defaultValue: "0", tandemExtension: true),
+        OptionSpec(name: "snapshot-keep-last", kind: .string, defaultValue: "0", tandemExtension: true),
+        OptionSpec(name: "snapshot-keep-days", kind: .string, defaultValue: "0", tandemExtension: true),
+        OptionSpec(name: "snapshot-archive-after-days", kind: .string, defaultValue: "0", tandemExtension: true),
     ]
     static let startup: [OptionSpec] = [
         OptionSpec(name: "wfc-timeout", kind: .numeric(min: 0, max: 300000, unitPrefix: "1"), defaultValue: "0"),
