@@ -48,8 +48,9 @@ enum OptionSupport {
 
     /// `startup` and `handlers`: of startup only wfc-timeout is honoured (how long `restore`
     /// waits for the peer); the others time drbdadm's wait-connect at boot, which Tandem does
-    /// not have, or promote at boot. Of the handlers Tandem calls those of split brain
-    /// (`Handler`). Anything else is refused at `up`.
+    /// not have, or promote at boot. Of the handlers Tandem calls those of split brain,
+    /// fence-peer, and its own before-snapshot / after-snapshot (`Handler`). Anything else is
+    /// refused at `up`.
     static func checkStartupAndHandlers(resource: ConfigSections, common: ConfigSections?, name: String) throws {
         let startup = resource.startup + (common?.startup ?? [])
         if let o = startup.first(where: { $0.name != "wfc-timeout" }) {

@@ -127,6 +127,10 @@ public struct ResourcePlan: Sendable {
         if st.fencing != .dontCare && handlers[.fencePeer] == nil {
             throw ConfigError(nil, "\(r.name): fencing resource-only needs a fence-peer handler (it is what outdates the peer)")
         }
+        if handlers[.afterSnapshot] != nil && handlers[.beforeSnapshot] == nil {
+            throw ConfigError(nil, "\(r.name): an after-snapshot handler needs a before-snapshot handler (it undoes what before-snapshot does)")
+        }
+        st.beforeSnapshotHandler = handlers[.beforeSnapshot] != nil
         handlerEnvironment = [
             "DRBD_RESOURCE": r.name, "DRBD_VOLUME": "0", "DRBD_MINOR": "\(local.volume.device?.minor ?? 0)",
             "DRBD_BACKING_DEV": local.diskPath, "DRBD_PEER": peerName, "DRBD_PEERS": peerName,

@@ -21,6 +21,7 @@ struct EnginePair {
     var adminDone: [UInt64: String?] = [:]
     var adminResults: [UInt64: String] = [:]
     var completed: Set<UInt64> = []
+    var handlersRun: [(Int, Handler)] = []
 
     static let sectors: UInt64 = 16384  // 8 MiB
     /// Each node's data area as `.checkBacking` finds it (a test grows it for a resize).
@@ -59,6 +60,7 @@ struct EnginePair {
             case .adminDone(let t, let e): adminDone[t] = .some(e)
             case .adminResult(let t, let text): adminResults[t] = text
             case .completeApp(let id, _): completed.insert(id)
+            case .runHandler(let h): handlersRun.append((n, h))
             default: break
             }
         }

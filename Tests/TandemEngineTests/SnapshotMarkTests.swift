@@ -73,4 +73,54 @@ import TandemCodecs
         pair.settle(ms: 200)
         #expect(pair.drops.contains { $0.contains("P_TANDEM_SNAPSHOT_MARK inside an open epoch") }, "\(pair.drops)")
     }
+
+    /// With a before-snapshot handler: the mark waits for it, goes out when it exits 0 (tagged
+    /// application-consistent, after-snapshot run right after the mark, before the snapshot
+    /// is taken); a failing or hanging handler takes no snapshot and still calls after-snapshot.
+    @Test func beforeSnapshotRunsFirstAndAfterSnapshotUndoesIt() {
+        var settings = EngineSettings()
+        settings.beforeSnapshotHandler = true
+        settings.beforeSnapshotLimitMs = 5000
+        var pair = EnginePair(settings: settings)
+        for n in 0..<2 { pair.feed(n, .admin(token: 0, .connect)) }
+        pair.connect()
+        pair.settle()
+        pair.feed(0, .admin(token: 1, .primary(force: false)))
+        pair.settle()
+        Self.write(&pair, id: 200, at: 0, byte: 0xA1)
+        pair.settle(ms: 200)
+        pair.feed(0, .admin(token: 10, .snapshot(force: false)))
+        pair.settle(ms: 1000)
+        #expect(pair.handlersRun.map(\.1) == [.beforeSnapshot] && pair.handlersRun.first?.0 == 0)
+        #expect(pair.snapshotsAsked.isEmpty, "the mark went out before before-snapshot exited")
+        // A second snapshot while the handler runs is refused.
+        pair.feed(0, .admin(token: 11, .snapshot(force: false)))
+        #expect((pair.adminDone[11] ?? nil)?.contains("still running") == true)
+        pair.feed(0, .handlerDone(.beforeSnapshot, exitCode: 0))
+        #expect(pair.handlersRun.map(\.1) == [.beforeSnapshot, .afterSnapshot], "after-snapshot did not follow the mark")
+        pair.settle(ms: 1000)
+        guard let (_, id, point) = pair.snapshotsAsked.first else { Issue.record("no snapshot asked"); return }
+        #expect(point.consistency == "application-consistent")
+        pair.feed(1, .snapshotTaken(id: id, snapshotID: "snap-app", error: nil))
+        pair.settle(ms: 500)
+        #expect(pair.adminResults[10] == "snap-app" && pair.adminDone[10] == .some(nil))
+        // A failing handler: no mark, after-snapshot still runs, the command fails with the code.
+        pair.handlersRun.removeAll()
+        pair.feed(0, .admin(token: 12, .snapshot(force: false)))
+        pair.feed(0, .handlerDone(.beforeSnapshot, exitCode: 3))
+        pair.settle(ms: 500)
+        #expect(pair.handlersRun.map(\.1) == [.beforeSnapshot, .afterSnapshot])
+        #expect(pair.adminDone[12] == .some("before-snapshot exited with 3: no snapshot taken"), "\(pair.adminDone)")
+        #expect(pair.snapshotsAsked.count == 1)
+        // A hanging one: given up at the limit, after-snapshot called; its late exit changes nothing.
+        pair.handlersRun.removeAll()
+        pair.feed(0, .admin(token: 13, .snapshot(force: false)))
+        pair.settle(ms: 6000)
+        #expect(pair.handlersRun.map(\.1) == [.beforeSnapshot, .afterSnapshot])
+        #expect((pair.adminDone[13] ?? nil)?.contains("did not exit within 5 s") == true, "\(pair.adminDone)")
+        pair.feed(0, .handlerDone(.beforeSnapshot, exitCode: 0))
+        pair.settle(ms: 500)
+        #expect(pair.snapshotsAsked.count == 1 && pair.handlersRun.count == 2, "a late exit sent a mark")
+        #expect(pair.drops.isEmpty, "\(pair.drops)")
+    }
 }

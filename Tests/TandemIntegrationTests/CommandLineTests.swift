@@ -94,7 +94,8 @@ import Testing
                       ("net", "csums-alg nosuchdigest;", "csums-alg nosuchdigest: unknown digest algorithm 'nosuchdigest'"),
                       ("disk", "on-io-error detach; resync-after 3;", "on-io-error detach is not supported"),
                       ("startup", "degr-wfc-timeout 60;", "startup option degr-wfc-timeout is not supported"),
-                      ("handlers", "local-io-error \"/usr/lib/drbd/notify-io-error.sh\";", "handler local-io-error is not supported: Tandem calls only")])
+                      ("handlers", "local-io-error \"/usr/lib/drbd/notify-io-error.sh\";", "handler local-io-error is not supported: Tandem calls only"),
+                      ("handlers", "after-snapshot \"fsfreeze -u /srv\";", "an after-snapshot handler needs a before-snapshot handler")])
     func unhonouredOptionsAreRefusedAtUp(section: String, options: String, message: String) throws {
         let c = try Cluster(section == "net" ? .init(size: 8 << 20, net: options) : section == "disk" ? .init(size: 8 << 20, disk: options)
                             : section == "startup" ? .init(size: 8 << 20, startup: options) : .init(size: 8 << 20, handlers: options))

@@ -41,6 +41,8 @@ final class ExportVolume {
 
     /// Lazily: the export behind it may be gone (its daemon killed).
     func remove() {
+        // A test that froze it (fsfreeze) and failed half way must not leave it frozen.
+        _ = try? Tools.run("/usr/sbin/fsfreeze", ["-u", mountPoint])
         _ = try? Tools.run("/usr/bin/umount", ["-l", mountPoint])
         _ = try? Tools.run("/usr/sbin/losetup", ["-d", device])
         _ = try? Tools.run("/usr/bin/umount", ["-l", work + "/fuse"])

@@ -138,4 +138,73 @@ import TandemAWS
         let all = Set(try await ec2.describeSnapshots().filter { $0.volumeID == v.lab.volume("data") }.map(\.id))
         #expect(all == [operators.id, second[0].id], "\(all)")
     }
+
+    /// Application-consistent: ext4 on the Primary's export, a writer busy on it, and
+    /// before-snapshot / after-snapshot handlers that freeze and thaw it (fsfreeze). What the
+    /// volume holds while CreateSnapshot runs (the snapshot's content) is a filesystem that
+    /// needs no journal recovery and checks clean, and the snapshot is tagged so. Without the
+    /// handlers the same reading is a mounted filesystem's (needs_recovery): the handlers are
+    /// what makes the difference.
+    @Test(arguments: [true, false])
+    func aFrozenFilesystemMakesAnApplicationConsistentSnapshot(handlers: Bool) async throws {
+        let v = try EBSTargetTests.Volumes([("data", 1, "attach")])
+        defer { v.stop() }
+        let proxyPort = Cluster.reservePorts()
+        let marker = v.lab.dir + "/held"
+        v.lab.processes.append(try AWSLab.spawn("/usr/bin/env", ["python3", Tools.helpers + "/delay-proxy.py", "\(proxyPort)", "\(v.lab.motoPort)",
+                                                                "CreateSnapshot", "3", marker], log: v.lab.dir + "/proxy.log"))
+        try AWSLab.waitForPort(proxyPort, what: "the delaying proxy", log: v.lab.dir + "/proxy.log")
+        let section = v.section().replacingOccurrences(of: v.lab.endpoint, with: "http://127.0.0.1:\(proxyPort)")
+        let mountFile = v.lab.dir + "/mountpoint"
+        let handlerLog = v.lab.dir + "/handlers.log"
+        let h = handlers ? "before-snapshot \"echo before >> \(handlerLog); fsfreeze -f $(cat \(mountFile))\"; after-snapshot \"fsfreeze -u $(cat \(mountFile)); echo after >> \(handlerLog)\";" : ""
+        let c = try Cluster(.init(size: 64 << 20, handlers: h, betaDevice: "ebs:" + v.lab.volume("data"), betaHostExtra: section))
+        defer { c.shutdown() }
+        try c.start()
+        let fs = try ExportVolume(uri: c.uri("alpha"))
+        defer { fs.remove() }
+        try fs.mkfs()
+        try fs.mount()
+        try fs.mountPoint.write(toFile: mountFile, atomically: true, encoding: .utf8)
+        let writer = try Tools.spawn("/bin/sh", ["-c", "i=0; while true; do i=$((i+1)); dd if=/dev/urandom of=\(fs.mountPoint)/f$((i % 50)) bs=64k count=4 conv=fsync 2>/dev/null; done"])
+        defer { kill(writer.processIdentifier, SIGKILL) }
+        usleep(1_000_000)
+        let snap = Process()
+        snap.executableURL = URL(fileURLWithPath: Tools.tandem)
+        snap.arguments = ["-c", "\(c.dir)/alpha.conf", "--node", "alpha", "snapshot", "r0"]
+        snap.environment = ["TANDEM_RUN_DIR": c.runDir("alpha")]
+        let out = Pipe()
+        snap.standardOutput = out
+        try snap.run()
+        let deadline = Date().addingTimeInterval(30)
+        while !FileManager.default.fileExists(atPath: marker) && Date() < deadline { usleep(20_000) }
+        try #require(FileManager.default.fileExists(atPath: marker), "CreateSnapshot never reached the proxy: \(c.log("alpha").suffix(1500))")
+        // The snapshot's content: the volume while the call is held.
+        let image = v.lab.dir + "/image"
+        #expect(try Tools.run("/bin/sh", ["-c", "head -c \(64 << 20) \(v.loops["data"]!.device) > \(image)"]).status == 0)
+        snap.waitUntilExit()
+        let id = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(snap.terminationStatus == 0 && id.hasPrefix("snap-"), "snapshot printed '\(id)': \(c.log("alpha").suffix(1500))")
+        #expect(writer.isRunning, "the writer stopped (the filesystem stayed frozen?)")
+        let features = try Tools.run("/usr/sbin/dumpe2fs", ["-h", image]).out.split(separator: "\n").first { $0.hasPrefix("Filesystem features") } ?? ""
+        let check = try Tools.run("/usr/sbin/e2fsck", ["-f", "-n", image])
+        let tags = try await v.lab.client().describeSnapshots(ids: [id]).first?.tags ?? [:]
+        if handlers {
+            #expect(!features.isEmpty && !features.contains("needs_recovery"), "\(features)")
+            #expect(check.status == 0, "e2fsck: \(check.status) \(check.out.suffix(800))")
+            #expect(tags["tandem:consistency"] == "application-consistent", "\(tags)")
+            let calls = (try? String(contentsOfFile: handlerLog, encoding: .utf8)) ?? ""
+            #expect(calls == "before\nafter\n", "\(calls)")
+            // Thawed: a write and sync complete (a frozen filesystem blocks them).
+            let probe = try Tools.run("/usr/bin/timeout", ["20", "/bin/sh", "-c", "echo x > \(fs.mountPoint)/probe && sync -f \(fs.mountPoint)/probe"])
+            #expect(probe.status == 0, "the filesystem stayed frozen after the snapshot")
+            _ = try? Tools.run("/usr/sbin/fsfreeze", ["-u", fs.mountPoint])
+        } else {
+            #expect(features.contains("needs_recovery"), "a mounted filesystem's image without a freeze: \(features)")
+            #expect(tags["tandem:consistency"] == "crash-consistent", "\(tags)")
+        }
+        kill(writer.processIdentifier, SIGKILL)
+        writer.waitUntilExit()
+        try fs.unmount()
+    }
 }

@@ -62,6 +62,8 @@ public enum OptionCatalog {
         "local-io-error", "split-brain", "before-resync-target", "after-resync-target",
         "before-resync-source", "out-of-sync", "initial-split-brain",
     ]
+    /// Tandem's own handlers (around a snapshot's mark on the Primary).
+    static let tandemHandlerNames = ["before-snapshot", "after-snapshot"]
 
     static let global: [OptionSpec] = [
         OptionSpec(name: "usage-count", kind: .choice(["yes", "no", "ask"]), defaultValue: nil),
@@ -83,7 +85,9 @@ public enum OptionCatalog {
         case "startup": return startup
         case "ebs": return ebs
         case "global": return global
-        case "handlers": return handlerNames.map { OptionSpec(name: $0, kind: .string, defaultValue: nil) }
+        case "handlers":
+            return handlerNames.map { OptionSpec(name: $0, kind: .string, defaultValue: nil) }
+                + tandemHandlerNames.map { OptionSpec(name: $0, kind: .string, defaultValue: nil, tandemExtension: true) }
         default: return []
         }
     }

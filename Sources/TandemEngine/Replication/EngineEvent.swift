@@ -151,6 +151,13 @@ public enum Handler: String, Sendable, CaseIterable {
     /// link (DRBD's exit codes: 3 peer Inconsistent, 4 peer outdated, 5 peer unreachable,
     /// 6 peer is Primary: outdate myself, 7 peer stonithed). The engine waits for its result.
     case fencePeer = "fence-peer"
+    /// A Tandem addition: run on the Primary before a snapshot's mark (fsfreeze, PostgreSQL's
+    /// backup start, ...); the mark is sent once it exits 0, and the snapshot is tagged
+    /// application-consistent. Any other exit takes no snapshot.
+    case beforeSnapshot = "before-snapshot"
+    /// A Tandem addition: run right after the mark is sent, or after a before-snapshot that
+    /// failed or ran too long (it undoes what that did: fsfreeze -u, the backup's stop).
+    case afterSnapshot = "after-snapshot"
 }
 
 /// disk fencing: what a node does about its peer's data when the link is lost.
@@ -197,6 +204,12 @@ public struct EngineSettings: Sendable, Equatable {
     /// ebs snapshot-hold-limit: how long writes may be held while CreateSnapshot runs; the
     /// daemon gives up on the call after it (kept below ko-count × timeout).
     public var snapshotHoldMs: UInt64 = 30_000
+    /// A before-snapshot handler is configured: the Primary runs it (and after-snapshot)
+    /// around a snapshot's mark.
+    public var beforeSnapshotHandler = false
+    /// How long the Primary waits for before-snapshot to exit before it gives up on the
+    /// snapshot (and runs after-snapshot).
+    public var beforeSnapshotLimitMs: UInt64 = 60_000
     public var verifyAlg = "", csumsAlg = "", integrityAlg = ""
     /// csums-after-crash-only: digests are compared only in the resync after a crashed primary.
     public var csumsAfterCrashOnly = false

@@ -95,6 +95,7 @@ extension ReplicationEngine {
             lastIdleCheckMs = nowMs
             retireIdleExtents()
         }
+        snapshotPreparingTick()
         guard var l = link else { return }
         if conn == .ahead, let at = aheadResyncAtMs, nowMs >= at {
             aheadResyncAtMs = nil

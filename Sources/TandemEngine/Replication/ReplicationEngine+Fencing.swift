@@ -32,6 +32,7 @@ extension ReplicationEngine {
     }
 
     mutating func onHandlerDone(_ h: Handler, _ code: Int32) {
+        if h == .beforeSnapshot { onBeforeSnapshotDone(code); return }
         guard h == .fencePeer, let f = fencingPeer else { return }
         fencingPeer = nil
         // What the peer's disk is now known to be, when the handler fenced it.

@@ -8,7 +8,9 @@ import TandemCodecs
 /// calls CreateSnapshot, whose point in time is the call, and answers with
 /// P_TANDEM_SNAPSHOT_RESULT. `snapshot` on the EC2 node itself waits for its own next epoch
 /// boundary (at once when no epoch is open). A disk that is not UpToDate (a resync running)
-/// is snapshotted only with --force, tagged inconsistent.
+/// is snapshotted only with --force, tagged inconsistent. With a before-snapshot handler the
+/// Primary runs it first and sends the mark only once it exits 0 (then after-snapshot), so the
+/// snapshot is application-consistent.
 extension ReplicationEngine {
     mutating func snapshotCommand(token: UInt64, force: Bool) {
         guard snapshots.requested.count + snapshots.local.count < SnapshotState.limit else {
@@ -16,24 +18,65 @@ extension ReplicationEngine {
             return
         }
         if role == .primary {
-            guard let l = link, conn.isConnected, conn != .wfReportParams else {
-                emit(.adminDone(token: token, error: "the peer is not connected: a snapshot is taken on it at a point of the replication stream"))
+            if let why = markRefusal() {
+                emit(.adminDone(token: token, error: why))
                 return
             }
-            guard l.featureFlags & ConnectionFeatures.snapshotMark != 0 else {
-                emit(.adminDone(token: token, error: "the peer is not Tandem (no SNAPSHOT_MARK): run snapshot on the node that holds the EBS volume"))
+            if settings.beforeSnapshotHandler {
+                guard snapshots.preparing == nil else {
+                    emit(.adminDone(token: token, error: "a before-snapshot handler is still running for another snapshot"))
+                    return
+                }
+                snapshots.preparing = PreparingSnapshot(token: token, force: force, deadlineMs: nowMs + settings.beforeSnapshotLimitMs)
+                log("snapshot: running before-snapshot")
+                emit(.runHandler(.beforeSnapshot))
                 return
             }
-            closeEpoch()
-            let id = newUUID()
-            let epoch = currentEpoch &- 1
-            send(.snapshotMark(id: id, epoch: epoch, flags: force ? 1 : 0))
-            snapshots.requested[id] = token
-            log("snapshot: mark \(Hex.upper(id, digits: 16)) after epoch \(epoch) sent to the peer")
+            sendMark(token: token, force: force, applicationConsistent: false)
         } else {
-            snapshots.local.append(SnapshotMark(id: newUUID(), epoch: inbound.lastBarrier, force: force, admin: token))
+            snapshots.local.append(SnapshotMark(id: newUUID(), epoch: inbound.lastBarrier, force: force, applicationConsistent: false, admin: token))
             startLocalSnapshotIfAtBoundary()
         }
+    }
+
+    /// Why the Primary cannot put a mark into the stream now, if it cannot.
+    func markRefusal() -> String? {
+        guard let l = link, conn.isConnected, conn != .wfReportParams else {
+            return "the peer is not connected: a snapshot is taken on it at a point of the replication stream"
+        }
+        guard l.featureFlags & ConnectionFeatures.snapshotMark != 0 else {
+            return "the peer is not Tandem (no SNAPSHOT_MARK): run snapshot on the node that holds the EBS volume"
+        }
+        return nil
+    }
+
+    /// Closes the current epoch and sends the mark behind its barrier.
+    mutating func sendMark(token: UInt64, force: Bool, applicationConsistent: Bool) {
+        closeEpoch()
+        let id = newUUID()
+        let epoch = currentEpoch &- 1
+        send(.snapshotMark(id: id, epoch: epoch, flags: (force ? SnapshotMark.forceFlag : 0) | (applicationConsistent ? SnapshotMark.applicationFlag : 0)))
+        snapshots.requested[id] = token
+        log("snapshot: mark \(Hex.upper(id, digits: 16)) after epoch \(epoch) sent to the peer")
+    }
+
+    /// before-snapshot exited: the mark goes out on 0 (then after-snapshot runs); anything
+    /// else takes no snapshot (and after-snapshot undoes what it may have done).
+    mutating func onBeforeSnapshotDone(_ code: Int32) {
+        guard let p = snapshots.preparing else {
+            log("snapshot: before-snapshot exited with \(code) after its snapshot was given up")
+            return
+        }
+        snapshots.preparing = nil
+        if code == 0, role == .primary, markRefusal() == nil {
+            sendMark(token: p.token, force: p.force, applicationConsistent: true)
+            emit(.runHandler(.afterSnapshot))
+            return
+        }
+        emit(.runHandler(.afterSnapshot))
+        let why = code != 0 ? "before-snapshot exited with \(code)\(code == -1 ? " (it could not run)" : "")"
+            : role != .primary ? "this node is no longer Primary" : markRefusal() ?? ""
+        emit(.adminDone(token: p.token, error: "\(why): no snapshot taken"))
     }
 
     /// The Primary's mark arrived: every write before it is on this disk (its barrier was
@@ -47,7 +90,8 @@ extension ReplicationEngine {
             fail("protocol error: P_TANDEM_SNAPSHOT_MARK inside an open epoch (its barrier must come first)")
             return
         }
-        beginSnapshot(SnapshotMark(id: id, epoch: epoch, force: flags & 1 != 0, admin: nil))
+        beginSnapshot(SnapshotMark(id: id, epoch: epoch, force: flags & SnapshotMark.forceFlag != 0,
+                                   applicationConsistent: flags & SnapshotMark.applicationFlag != 0, admin: nil))
     }
 
     /// A local `snapshot` waits for an epoch boundary: no peer write in flight, no epoch open.
@@ -69,7 +113,8 @@ extension ReplicationEngine {
             finishSnapshot(m, snapshotID: nil, error: "no local disk")
             return
         }
-        snapshots.active = ActiveSnapshot(mark: m, consistency: consistent ? "crash-consistent" : "inconsistent",
+        snapshots.active = ActiveSnapshot(mark: m, consistency: !consistent ? "inconsistent"
+                                            : m.applicationConsistent ? "application-consistent" : "crash-consistent",
                                           deadlineMs: nowMs + settings.snapshotHoldMs + 5000)
         inbound.waitingForSnapshot = true
         log("snapshot: at the end of epoch \(m.epoch): writes held while the snapshot is taken")
@@ -142,6 +187,15 @@ extension ReplicationEngine {
         finishSnapshot(a.mark, snapshotID: nil, error: "no answer within the hold limit; writes released")
     }
 
+    /// before-snapshot is bounded too (with or without a link): past its limit the snapshot is
+    /// given up and after-snapshot runs (the handler may still be running).
+    mutating func snapshotPreparingTick() {
+        guard let p = snapshots.preparing, nowMs >= p.deadlineMs else { return }
+        snapshots.preparing = nil
+        emit(.runHandler(.afterSnapshot))
+        emit(.adminDone(token: p.token, error: "before-snapshot did not exit within \(settings.beforeSnapshotLimitMs / 1000) s: no snapshot taken, after-snapshot called"))
+    }
+
     /// The link is gone: marks the Primary sent get no answer.
     mutating func snapshotLinkLost() {
         for (_, token) in snapshots.requested {
@@ -159,6 +213,8 @@ struct SnapshotState: Sendable {
     var local: [SnapshotMark] = []
     /// The snapshot being taken (writes held).
     var active: ActiveSnapshot?
+    /// A Primary's snapshot waiting for its before-snapshot handler.
+    var preparing: PreparingSnapshot?
     static let limit = 8
 }
 
@@ -166,8 +222,23 @@ struct SnapshotMark: Sendable {
     var id: UInt64
     var epoch: UInt32
     var force: Bool
+    /// The Primary's before-snapshot handler ran and exited 0.
+    var applicationConsistent: Bool
     /// The local command's token; nil for the Primary's mark.
     var admin: UInt64?
+}
+
+extension SnapshotMark {
+    /// P_TANDEM_SNAPSHOT_MARK flags: take it even of a disk that is not UpToDate; the
+    /// Primary's before-snapshot handler made it application-consistent.
+    static let forceFlag: UInt32 = 1
+    static let applicationFlag: UInt32 = 2
+}
+
+struct PreparingSnapshot: Sendable {
+    var token: UInt64
+    var force: Bool
+    var deadlineMs: UInt64
 }
 
 struct ActiveSnapshot: Sendable {
