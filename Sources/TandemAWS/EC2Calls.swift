@@ -57,6 +57,8 @@ public struct EC2Snapshot: Sendable, Equatable {
     public var kmsKeyID: String?
     /// standard or archive.
     public var storageTier: String
+    /// The size of the volume it was taken of (a volume made from it has at least this).
+    public var volumeSizeGiB: Int
     public var tags: [String: String]
 
     init(_ x: XMLTree) throws {
@@ -69,6 +71,7 @@ public struct EC2Snapshot: Sendable, Equatable {
         encrypted = x.string("encrypted") == "true"
         kmsKeyID = x.string("kmsKeyId")
         storageTier = x.string("storageTier") ?? "standard"
+        volumeSizeGiB = Int(x.string("volumeSize") ?? "") ?? 0
         tags = EC2Client.tags(x)
     }
 }

@@ -49,9 +49,7 @@ public enum BackingDisk {
             case "region": s.region = v
             case "endpoint": s.endpoint = v
             case "imds-endpoint": s.imdsEndpoint = v
-            case "kms-key-id":
-                // Refused until it does something: it is for volumes Tandem creates.
-                throw ConfigError(o.location, "ebs kms-key-id is not supported yet: it is for the volumes attach-snapshot creates, which this build does not have")
+            case "kms-key-id": s.kmsKeyID = v
             case "device-root": s.deviceRoot = v
             case "sysfs-root": s.sysfsRoot = v
             case "snapshot-hold-limit":

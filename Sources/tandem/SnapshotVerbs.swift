@@ -39,3 +39,39 @@ struct Snapshots: ParsableCommand {
         }
     }
 }
+
+/// `attach-snapshot RES snap-...` on the EC2 node, its daemon down: a volume made from the
+/// snapshot becomes this node's disk (AttachSnapshot), so that `restore` on the other node
+/// pulls the snapshot's data.
+struct AttachSnapshotVerb: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "attach-snapshot",
+                                                    abstract: "Make a volume from an EBS snapshot this node's disk, as a restore source (a Tandem addition; on the EC2 node, resource down).")
+    @OptionGroup var arguments: ResourceArguments
+    @Argument(help: "The snapshot (snap-...).") var snapshot: String
+    @Flag(help: "Use a snapshot that is not Tandem's of this resource, or was taken of an inconsistent disk.") var force = false
+    @Option(name: .customLong("restore-archive"), help: "Restore an archived snapshot from the archive tier for DAYS days first (takes hours).")
+    var restoreArchiveDays: Int?
+    @Flag(help: "Wait for a restore from the archive tier to complete (hours).") var wait = false
+
+    func run() throws {
+        if ControlClient(path: ControlClient.path(arguments.resource)) != nil {
+            throw VerbFailure("\(arguments.resource): up on this node: `tandem down \(arguments.resource)` first (the new volume replaces its disk)")
+        }
+        if let d = restoreArchiveDays, d < 1 || d > 180 { throw VerbFailure("--restore-archive: days from 1 to 180, not \(d)") }
+        let local: LocalResource
+        do {
+            let config = try ConfigLoader.load(path: arguments.globals.config)
+            local = try LocalResource(config: config, name: arguments.resource, node: arguments.globals.nodeName)
+        } catch { throw VerbFailure("\(error)") }
+        var request = AttachSnapshot.Request(snapshotID: snapshot)
+        request.force = force
+        request.restoreArchiveDays = restoreArchiveDays
+        request.waitForArchive = wait
+        do {
+            let lines = try AttachSnapshot.run(local, request) { line in
+                FileHandle.standardError.write(Data("\(line)\n".utf8))
+            }
+            for l in lines { print(l) }
+        } catch { throw VerbFailure("\(error)") }
+    }
+}

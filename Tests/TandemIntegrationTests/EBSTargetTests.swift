@@ -102,10 +102,6 @@ import TandemAWS
                 #expect(r.err.split(separator: "\n").count == 1, "more than one line: \(r.err)")
             }
         }
-        // An option that would do nothing yet is refused, not ignored.
-        try original.replacingOccurrences(of: "ebs { ", with: "ebs { kms-key-id \"alias/x\"; ").write(toFile: conf, atomically: true, encoding: .utf8)
-        let kms = try c.tandem("beta", "up", "r0")
-        #expect(kms.status != 0 && kms.err.contains("kms-key-id is not supported yet"), "\(kms.err)")
         for (name, h) in hashes { #expect(try v.ends(name) == h, "\(name)'s device was written") }
         // The secret of the credentials appears nowhere.
         #expect(!c.log("beta").contains(v.lab.secretKey))

@@ -16,6 +16,8 @@ public struct EBSSettings: Sendable, Equatable {
     public var sysfsRoot = "/sys"
     /// How long writes may be held while CreateSnapshot runs (then it counts as failed).
     public var snapshotHoldSeconds = 30.0
+    /// The KMS key for volumes attach-snapshot creates (default: encrypted as the snapshot is).
+    public var kmsKeyID: String?
     /// When snapshots are taken and which are pruned or archived (the snapshot-* options).
     public var policy = SnapshotPolicy()
     public init() {}

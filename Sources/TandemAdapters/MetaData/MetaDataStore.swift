@@ -324,3 +324,27 @@ public final class MetaDataStore: @unchecked Sendable {
         isOpen = false
     }
 }
+
+extension MetaDataStore {
+    /// The meta-data of a disk restored from a snapshot of a Tandem disk (attach-snapshot)
+    /// becomes a new data generation that descends from the snapshot's: current UUID `uuid`,
+    /// the snapshot's current and first history UUIDs as history, no bitmap UUID, Consistent
+    /// and UpToDate at its last use, no Primary or peer-outdated marks. A peer whose data is
+    /// the snapshot's generation or a later one then never counts as in sync with it: by
+    /// DRBD's rules a peer at the snapshot's generation syncs in full from it, and a peer that
+    /// moved on is a split brain that its `restore --discard-my-data` resolves. The activity
+    /// log the snapshot holds (its node was running) is applied first. The new superblock.
+    public static func startGenerationFromSnapshot(on device: BlockDevice, uuid: UInt64) throws(MetaDataError) -> Superblock {
+        precondition(uuid & ~1 != 0 && uuid & ~1 != Superblock.uuidJustCreated, "a new generation needs a real UUID")
+        let store = try MetaDataStore(device: device)
+        try store.updateSuperblock { sb in
+            sb.historyUUIDs = (sb.currentUUID & ~1, sb.historyUUIDs.0)
+            sb.currentUUID = uuid & ~1
+            sb.bitmapUUID = 0
+            sb.flags.formUnion([.consistent, .wasUpToDate])
+            sb.flags.subtract([.primaryIndicator, .crashedPrimary, .peerOutdated, .connectedIndicator])
+        }
+        try store.close()
+        return store.superblock
+    }
+}
