@@ -187,6 +187,30 @@ import TandemEngine
         node.runAll()
         #expect(node.errors.count == 2 && node.errors.last?.contains("Diskless") == true)
     }
+
+    /// attach-snapshot's meta-data step: a snapshot of a running Secondary's disk (unclean,
+    /// with a bitmap UUID and stale marks) becomes a new generation after the snapshot's, clean,
+    /// Consistent and UpToDate, with nothing that says Primary or peer outdated.
+    @Test func aSnapshotsMetaDataStartsANewGeneration() throws {
+        let d = MemoryBlockDevice(size: 64 << 20, writeThrough: true)
+        _ = try MetaDataStore.create(on: d)
+        let running = try MetaDataStore(device: d)
+        try running.updateSuperblock { sb in
+            sb.currentUUID = 0xAAAA_0000_0000_0000
+            sb.bitmapUUID = 0xBBBB_0000_0000_0000
+            sb.historyUUIDs = (0xCCCC_0000_0000_0000, 0xDDDD_0000_0000_0000)
+            sb.flags.formUnion([.consistent, .peerOutdated, .crashedPrimary, .primaryIndicator])
+        }
+        // The snapshot is taken while it runs: unclean.
+        #expect(!(try MetaDataStore.readSuperblock(from: d).0.isClean))
+        let sb = try MetaDataStore.startGenerationFromSnapshot(on: d, uuid: 0x1234_5678_9ABC_DEF1)
+        let onDisk = try MetaDataStore.readSuperblock(from: d).0
+        #expect(onDisk == sb && onDisk.isClean)
+        #expect(onDisk.currentUUID == 0x1234_5678_9ABC_DEF0 && onDisk.bitmapUUID == 0
+                && onDisk.historyUUIDs == (0xAAAA_0000_0000_0000, 0xCCCC_0000_0000_0000), "\(onDisk.uuids)")
+        #expect(onDisk.flags.isSuperset(of: [.consistent, .wasUpToDate]))
+        #expect(onDisk.flags.isDisjoint(with: [.peerOutdated, .crashedPrimary, .primaryIndicator]))
+    }
 }
 
 /// A primary without a peer, as the daemon runs one: the engine's disk and meta-data

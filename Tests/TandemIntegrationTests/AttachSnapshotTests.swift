@@ -137,4 +137,70 @@ import TandemAWS
         let same = st["resync-same-kib"] as? Int ?? 0
         #expect(same >= 50 * 1024, "the restore moved blocks that were the same: \(st)")
     }
+
+    /// The attacher alone (TandemAWS) through the stand-in: what it refuses, with nothing
+    /// created; an archived snapshot refused with how, its restore started and then waited
+    /// for; kms-key-id encrypting the new volume with that key.
+    @Test func archivedSnapshotsAndRefusals() async throws {
+        let v = try EBSTargetTests.Volumes([("data", 1, "attach")])
+        defer { v.stop() }
+        let p = try Self.proxies(v, delay: 0)
+        let direct = v.lab.client()
+        var through = EBSSettings()
+        through.region = "us-east-1"
+        through.endpoint = "http://127.0.0.1:\(p.standin)"
+        through.imdsEndpoint = v.lab.imdsEndpoint
+        through.deviceRoot = v.devRoot
+        let creds = v.lab.credentials
+        let ec2 = EC2Client(region: "us-east-1", endpoint: through.endpoint, credentials: { creds })
+        let vol = v.lab.volume("data")
+        func take(_ tags: [String: String]) async throws -> String { try await direct.createSnapshot(volumeID: vol, description: "t", tags: tags).id }
+        let mine = try await take(["tandem:resource": "r0", "tandem:consistency": "crash-consistent"])
+        let other = try await take(["tandem:resource": "r1"])
+        let untagged = try await take([:])
+        let inconsistent = try await take(["tandem:resource": "r0", "tandem:consistency": "inconsistent"])
+        func attacher(_ change: (inout SnapshotAttacher) -> Void = { _ in }) -> SnapshotAttacher {
+            var a = SnapshotAttacher(settings: through, resource: "r0")
+            a.environment = [:]
+            a.deviceLimit = 60
+            change(&a)
+            return a
+        }
+        let volumesBefore = try await direct.describeVolumes(ids: []).count
+        for (snap, expect) in [("snap-0123456789abcdef0", "does not exist"), ("vol-1", "is not an EBS snapshot id"),
+                               (other, "is not a Tandem snapshot of r0 (its tandem:resource tag is 'r1')"),
+                               (untagged, "its tandem:resource tag is missing"), (inconsistent, "taken of an inconsistent disk")] {
+            await #expect { try await attacher().run(snapshotID: snap) } throws: { e in
+                "\(e)".contains(expect) && "\(e)".contains("--force") == (snap == other || snap == untagged || snap == inconsistent) && !"\(e)".contains("\n")
+            }
+        }
+        #expect(try await direct.describeVolumes(ids: []).count == volumesBefore, "a refused attach created a volume")
+
+        // Archived: refused with how; --restore-archive starts it; again without --wait is
+        // refused while it runs; with --wait it waits, then the volume is made.
+        try await ec2.archive(snapshot: mine)
+        await #expect { try await attacher().run(snapshotID: mine) } throws: { e in
+            "\(e)".contains("is in the archive tier") && "\(e)".contains("--restore-archive DAYS")
+        }
+        let started = try await attacher { $0.restoreArchiveDays = 3 }.run(snapshotID: mine)
+        #expect(started == .archiveRestoreStarted(snapshotID: mine))
+        let log = { (try? String(contentsOfFile: p.standinLog, encoding: .utf8)) ?? "" }
+        #expect(log().contains("RestoreSnapshotTier SnapshotId=\(mine) TemporaryRestoreDays=3"), "\(log())")
+        await #expect { try await attacher().run(snapshotID: mine) } throws: { e in
+            "\(e)".contains("is being restored from the archive tier") && "\(e)".contains("--wait")
+        }
+        let image = Tools.sparseFile(1 << 30)
+        defer { unlink(image) }
+        let kernel = Self.attachWhenEC2Does(v, snapshot: mine, image: image)
+        let kms = "arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-0000-4000-8000-000000000001"
+        let done = try await attacher { $0.waitForArchive = true; $0.settings.kmsKeyID = kms }.run(snapshotID: mine)
+        let appeared = await kernel.value
+        let parts = (appeared ?? "").split(separator: " ").map(String.init)
+        if parts.count == 2 { v.loops["restored"] = (parts[0], image) }
+        guard case .attached(let newVolume, let path, _) = done else { Issue.record("\(done)"); return }
+        #expect(parts.count == 2 && parts[1] == newVolume && path == parts[0], "\(done) \(parts)")
+        #expect(log().contains("DescribeSnapshotTierStatus"), "the restore was not waited for")
+        let made = try #require(try await direct.describeVolumes(ids: [newVolume]).first)
+        #expect(made.encrypted && made.kmsKeyID == kms && made.snapshotID == mine && made.availabilityZone == "us-east-1a", "\(made)")
+    }
 }
