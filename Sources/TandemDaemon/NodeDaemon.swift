@@ -21,6 +21,12 @@ public final class NodeDaemon: @unchecked Sendable {
     /// order relative to writes (DiskOperation.read).
     let readPool: NIOThreadPool
     let device: FileBlockDevice
+    /// An EBS volume's writes go through this: merged per batch, direct I/O, bounded depth.
+    let ebsWriter: BatchedDirectWriter?
+    /// The writes queued for the EBS writer's next batch on the disk thread (nil: none open).
+    /// Any other operation queued on the disk thread seals it first, so a batch never spans a
+    /// flush, a meta-data write or a read.
+    var openBatch: WriteBatch?
     let store: MetaDataStore
     var engine: ReplicationEngine
     var transport: PeerTransport!
@@ -71,6 +77,11 @@ public final class NodeDaemon: @unchecked Sendable {
         do {
             device = try FileBlockDevice(path: plan.diskPath)
         } catch { throw ConfigError(nil, "\(plan.diskPath): \(error)") }
+        if plan.ebs != nil {
+            do { ebsWriter = try BatchedDirectWriter(path: plan.diskPath, buffered: device) } catch {
+                throw ConfigError(nil, "\(plan.diskPath): direct I/O: \(error)")
+            }
+        } else { ebsWriter = nil }
         let (sbBefore, _) = try MetaDataStore.readSuperblock(from: device)
         let crashed = !sbBefore.isClean
         store = try MetaDataStore(device: device, alExtents: plan.alExtents)
@@ -230,7 +241,10 @@ public final class NodeDaemon: @unchecked Sendable {
         case .sendTracked(let p, let token):
             transport.send(p, on: .data) { self.feed(.sent(token: token)) }
         case .readData(let on): transport.setReading(on)
+        case .disk(let token, .write(let o, let d, let fua)) where ebsWriter != nil:
+            enqueueWrite(token: token, offset: o, data: d, fua: fua)
         case .metaData(let token, let op):
+            sealBatch()
             let store = self.store
             diskThread.runIfActive(eventLoop: loop) { () -> DiskResult in
                 do { try store.write(op); return .ok } catch { return .failed("\(error)") }
@@ -243,7 +257,7 @@ public final class NodeDaemon: @unchecked Sendable {
         case .disk(let token, let op):
             let device = self.device
             let pool: NIOThreadPool
-            if case .read = op { pool = readPool } else { pool = diskThread }
+            if case .read = op { pool = readPool } else { pool = diskThread; sealBatch() }
             pool.runIfActive(eventLoop: loop) { () -> DiskResult in
                 do {
                     switch op {
@@ -288,6 +302,7 @@ public final class NodeDaemon: @unchecked Sendable {
             // The bitmap as it stands now: later changes reach the disk through meta-data
             // writes issued after this one, on the same disk thread, at the new place.
             let store = self.store, bitmap = engine.bitmap
+            sealBatch()
             diskThread.runIfActive(eventLoop: loop) { () -> UInt64 in
                 try store.moveToGrownDevice(bitmap: bitmap)?.dataSectors ?? store.layout.dataSectors
             }.whenComplete { r in
@@ -301,8 +316,35 @@ public final class NodeDaemon: @unchecked Sendable {
 
     @discardableResult
     func onDisk(_ body: @escaping @Sendable () throws -> Void) -> EventLoopFuture<Void> {
-        diskThread.runIfActive(eventLoop: loop, body)
+        sealBatch()
+        return diskThread.runIfActive(eventLoop: loop, body)
     }
+
+    /// Queues a write for the EBS writer: into the open batch, or a new one whose turn on the
+    /// disk thread comes after everything queued there before it.
+    func enqueueWrite(token: UInt64, offset: UInt64, data: [UInt8], fua: Bool) {
+        let item = WriteBatch.Item(token: token, write: .init(offset: offset, data: data), fua: fua)
+        if let b = openBatch, b.append(item) { return }
+        let batch = WriteBatch(item)
+        openBatch = batch
+        let writer = ebsWriter!, device = self.device
+        diskThread.runIfActive(eventLoop: loop) { () -> [(UInt64, DiskResult)] in
+            let items = batch.take()
+            var errors = writer.apply(items.map(\.write))
+            if items.contains(where: \.fua) {
+                do { try device.flush() } catch { errors = errors.map { $0 ?? "flush: \(error)" } }
+            }
+            return zip(items, errors).map { ($0.token, $1.map { DiskResult.failed($0) } ?? .ok) }
+        }.whenComplete { r in
+            switch r {
+            case .success(let results): for (t, res) in results { self.feed(.diskDone(token: t, result: res)) }
+            case .failure(let e): for item in batch.take() { self.feed(.diskDone(token: item.token, result: .failed("\(e)"))) }
+            }
+        }
+    }
+
+    /// Later writes go into a new batch (called before anything else is queued on the disk thread).
+    func sealBatch() { openBatch = nil }
 
     func periodic() {
         let st = engine.status
@@ -323,8 +365,10 @@ public final class NodeDaemon: @unchecked Sendable {
     }
 
     public func report() -> StatusReport {
-        StatusReport(resource: plan.name, peerName: plan.peerName, status: engine.status, export: plan.export.uri,
-                     syncRate: syncRate, lastError: lastError)
+        var r = StatusReport(resource: plan.name, peerName: plan.peerName, status: engine.status, export: plan.export.uri,
+                             syncRate: syncRate, lastError: lastError)
+        r.diskWrites = ebsWriter?.stats
+        return r
     }
 
     // MARK: verbs from the control socket (on the loop)
@@ -452,6 +496,7 @@ public final class NodeDaemon: @unchecked Sendable {
                     try device.flush()
                     try store.close()
                 }
+                self.ebsWriter?.close()
                 device.close()
             }.whenComplete { r in
                 if case .failure(let e) = r { self.log("closing meta-data failed: \(e)") }
@@ -492,6 +537,7 @@ final class ExportBackend: NBDBackend, @unchecked Sendable {
                     return
                 }
                 guard st.disk == .upToDate else { reply(NBDReply(error: NBDProtocol.eIO)); return }
+                d.sealBatch()
                 let device = d.device
                 d.diskThread.runIfActive(eventLoop: d.loop) { try device.read(at: request.offset, count: Int(request.length)) }
                     .whenComplete { r in
@@ -518,6 +564,35 @@ final class ExportBackend: NBDBackend, @unchecked Sendable {
             }
         }
     }
+}
+
+/// Writes queued together for the EBS writer: appended on the loop until the disk thread takes
+/// them (then sealed), at most BatchedDirectWriter's limits.
+final class WriteBatch: @unchecked Sendable {
+    struct Item {
+        var token: UInt64
+        var write: WriteMerge.Write
+        var fua: Bool
+    }
+    private let lock = NSLock()
+    private var items: [Item]
+    private var bytes: Int
+    private var taken = false
+
+    init(_ first: Item) { items = [first]; bytes = first.write.data.count }
+
+    /// False once the disk thread took the batch or it is full.
+    func append(_ item: Item) -> Bool {
+        lock.withLock {
+            guard !taken, items.count < BatchedDirectWriter.batchWrites,
+                  bytes + item.write.data.count <= BatchedDirectWriter.batchBytes else { return false }
+            items.append(item)
+            bytes += item.write.data.count
+            return true
+        }
+    }
+
+    func take() -> [Item] { lock.withLock { taken = true; return items } }
 }
 
 /// Why the policy's snapshot was not taken (the engine's answer).

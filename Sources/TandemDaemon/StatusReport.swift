@@ -12,6 +12,8 @@ public struct StatusReport: Sendable {
     /// Resync progress: bytes per second over the last interval and the estimated seconds left.
     public var syncRate: Double?
     public var lastError: String?
+    /// The EBS writer's counts: writes applied and the I/Os they took (nil without one).
+    public var diskWrites: (writes: UInt64, ios: UInt64)?
 
     public init(resource: String, peerName: String, status: EngineStatus, export: String, syncRate: Double?, lastError: String?) {
         self.resource = resource; self.peerName = peerName; self.status = status; self.export = export
@@ -56,6 +58,10 @@ public struct StatusReport: Sendable {
             "uuids": [Hex.upper(status.uuids.current, digits: 16), Hex.upper(status.uuids.bitmap, digits: 16),
                       Hex.upper(status.uuids.history0, digits: 16), Hex.upper(status.uuids.history1, digits: 16)],
         ]
+        if let w = diskWrites {
+            o["disk-writes"] = w.writes
+            o["disk-write-ios"] = w.ios
+        }
         if let d = done {
             o["done"] = (d * 100).rounded() / 100
             if !isVerifying { o["resync-total-kib"] = status.resyncTotalBits * 4 }

@@ -56,4 +56,16 @@ import Testing
         #expect(r.archive == ["snap-3", "snap-5", "snap-6", "snap-7"], "\(r.archive)")
         #expect(p.prune(Self.daily(1), now: Self.t0 + 100 * Self.day).archive.isEmpty, "the only snapshot stays standard")
     }
+
+    /// Two snapshots with one time (taken within a millisecond): the order given (the keeper's,
+    /// newest first) decides, so the newest is kept. Found by the daemon test when the tag had
+    /// whole seconds.
+    @Test func equalTimesKeepTheOrderGiven() {
+        var p = SnapshotPolicy()
+        p.keepLast = 1
+        let s = [SnapshotPolicy.Snapshot(id: "snap-new", takenAt: Self.t0, state: "completed", tier: "standard"),
+                 SnapshotPolicy.Snapshot(id: "snap-old", takenAt: Self.t0, state: "completed", tier: "standard")]
+        #expect(p.prune(s, now: Self.t0).delete == ["snap-old"])
+        #expect(SnapshotKeeper.timeTag(1_800_000_000.6129) == "1800000000.613" && SnapshotKeeper.timeTag(5) == "5.000")
+    }
 }

@@ -107,6 +107,46 @@ import TandemAWS
         #expect(!c.log("beta").contains(v.lab.secretKey))
     }
 
+    /// The EBS writer: 4 KiB writes in flight together reach the volume as fewer, larger I/Os
+    /// (merged per batch, up to 256 KiB), through a descriptor opened with O_DIRECT, with
+    /// overlapping writes applied as their order says; the volume ends byte-identical.
+    @Test func writesReachTheVolumeMergedAndDirect() throws {
+        let v = try Volumes([("data", 1, "attach")])
+        defer { v.stop() }
+        let c = try Cluster(.init(size: 64 << 20, betaDevice: "ebs:" + v.lab.volume("data"), betaHostExtra: v.section()))
+        defer { c.shutdown() }
+        try c.start()
+        func counts() throws -> (writes: Int, ios: Int) {
+            let s = try c.status("beta")
+            return (s["disk-writes"] as? Int ?? -1, s["disk-write-ios"] as? Int ?? -1)
+        }
+        let before = try counts()
+        try #require(before.writes >= 0, "no disk-writes in beta's status")
+        // 1024 4 KiB writes at consecutive offsets, all in flight at once; then 256 that
+        // overwrite every other one of the first 512.
+        let offsets = (0..<1024).map { "\($0 * 4096 + (8 << 20))" } + (0..<256).map { "\($0 * 8192 + (8 << 20))" }
+        let r = try Tools.run("/usr/bin/python3", [Tools.helpers + "/aio-writes.py", c.uri("alpha"), "60"] + offsets)
+        #expect(r.status == 0 && r.out.contains("\"failed\": []"), "\(r.out.suffix(300)) \(r.err)")
+        try c.waitInSync()
+        let after = try counts()
+        let writes = after.writes - before.writes, ios = after.ios - before.ios
+        #expect(writes >= 1280 && ios > 0 && ios * 2 <= writes, "\(writes) writes took \(ios) I/Os: not merged")
+        let bytes = try #require(try c.status("alpha")["size-kib"] as? Int) * 1024
+        let beta = String(try Tools.run("/bin/sh", ["-c", "head -c \(bytes) \(v.loops["data"]!.device) | sha256sum"]).out.prefix(64))
+        #expect(beta == (try c.dataHash("alpha", bytes: bytes)), "the volume differs from the primary")
+        // The daemon writes the volume through a descriptor with O_DIRECT (octal 040000).
+        let pid = try #require(c.pid("beta"))
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+        let direct = fds.contains { fd in
+            guard (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)")) == v.loops["data"]!.device,
+                  let info = try? String(contentsOfFile: "/proc/\(pid)/fdinfo/\(fd)", encoding: .utf8),
+                  let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags:") }),
+                  let flags = Int(line.split(separator: "\t").last ?? "", radix: 8) else { return false }
+            return flags & 0o40000 != 0
+        }
+        #expect(direct, "no O_DIRECT descriptor on \(v.loops["data"]!.device)")
+    }
+
     /// A volume smaller than the data the primary holds: the primary refuses it with the sizes
     /// (as DRBD: "the peer's disk is too small"), and no data reaches the volume.
     @Test func aVolumeSmallerThanThePrimarysDataIsRefused() throws {

@@ -35,7 +35,7 @@ import TandemAWS
         #expect(kept.map(\.id) == Array(taken.suffix(2).reversed()), "\(kept.map(\.id)) of \(taken)")
         let newest = try #require(kept.first)
         #expect(newest.tags["tandem:generation"] == "ABCDEF00" && newest.tags["tandem:epoch"] == "300" && newest.tags["team"] == "db"
-                && newest.tags["tandem:time"] == "\(Int(t0) + 300 * 60)" && newest.tags["tandem:consistency"] == "crash-consistent", "\(newest.tags)")
+                && newest.tags["tandem:time"] == "\(Int(t0) + 300 * 60).000" && newest.tags["tandem:consistency"] == "crash-consistent", "\(newest.tags)")
         // The operator's snapshot and the other resource's are still there.
         let all = Set(try await ec2.describeSnapshots().map(\.id))
         #expect(all.contains(operators.id) && all.contains(r1.id), "pruning touched a snapshot Tandem did not take for r0")

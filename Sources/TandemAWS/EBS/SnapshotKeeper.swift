@@ -50,16 +50,24 @@ public final class SnapshotKeeper: @unchecked Sendable {
         tags[Tag.resource] = resource
         tags[Tag.generation] = String(p.generation, radix: 16, uppercase: true)
         tags[Tag.epoch] = "\(p.epoch)"
-        tags[Tag.time] = "\(Int64(p.time))"
+        tags[Tag.time] = Self.timeTag(p.time)
         tags[Tag.consistency] = p.consistency
         return try await ec2.createSnapshot(volumeID: volumeID, description: "Tandem \(resource) epoch \(p.epoch) (\(p.consistency))", tags: tags)
     }
 
-    /// Tandem's snapshots of this resource, newest first (by Tandem's time tag).
+    /// Tandem's snapshots of this resource, newest first (by Tandem's time tag, then EC2's
+    /// start time and the id, so two taken within a millisecond still have one order).
     public func list() async throws -> [EC2Snapshot] {
         try await ec2.describeSnapshots(tag: (Tag.resource, resource))
             .filter { $0.tags[Tag.resource] == resource }
-            .sorted { Self.takenAt($0) > Self.takenAt($1) }
+            .sorted { (Self.takenAt($0), $0.startTime, $0.id) > (Self.takenAt($1), $1.startTime, $1.id) }
+    }
+
+    /// The time tag: seconds since 1970 with milliseconds (snapshots a policy takes after
+    /// two quick resyncs fall within one second).
+    public static func timeTag(_ t: Double) -> String {
+        let ms = Int64((t * 1000).rounded())
+        return "\(ms / 1000).\(String(format: "%03d", Int(ms % 1000)))"
     }
 
     /// When Tandem took it (its time tag; 0 when it has none).

@@ -50,7 +50,10 @@ public struct SnapshotPolicy: Sendable, Equatable {
     /// are never deleted (a pending one may be the newest good copy); the newest completed one
     /// is never deleted.
     public func prune(_ snapshots: [Snapshot], now: Double) -> (delete: [String], archive: [String]) {
-        let done = snapshots.filter { $0.state == "completed" }.sorted { $0.takenAt > $1.takenAt }
+        // Newest first; equal times keep the order given (the keeper's, newest first).
+        let done = snapshots.enumerated().filter { $0.element.state == "completed" }
+            .sorted { $0.element.takenAt != $1.element.takenAt ? $0.element.takenAt > $1.element.takenAt : $0.offset < $1.offset }
+            .map(\.element)
         var delete: [String] = []
         if keepLast > 0 || keepDays > 0 {
             for (rank, s) in done.enumerated() where rank > 0 {
