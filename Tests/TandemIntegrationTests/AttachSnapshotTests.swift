@@ -30,26 +30,27 @@ import TandemAWS
         return p
     }
 
-    /// Plays the kernel and udev: once EC2 says a volume made from `snapshot` is attached to
-    /// the instance, a loop device on `image` appears with the volume's by-id link.
-    static func attachWhenEC2Does(_ v: EBSTargetTests.Volumes, snapshot: String, image: String) -> Task<String?, Never> {
-        let ec2 = v.lab.client()
-        let instance = v.lab.instance
-        let devRoot = v.devRoot
-        return Task {
-            for _ in 0..<600 {
-                if let vols = try? await ec2.describeVolumes(ids: []),
-                   let vol = vols.first(where: { $0.snapshotID == snapshot && $0.attachments.contains { $0.instanceID == instance } }) {
-                    guard let r = try? Tools.run("/usr/sbin/losetup", ["-f", "--show", image]), r.status == 0 else { return nil }
-                    let dev = r.out.trimmingCharacters(in: .whitespacesAndNewlines)
-                    try? FileManager.default.createSymbolicLink(atPath: devRoot + "/disk/by-id/nvme-Amazon_Elastic_Block_Store_" + vol.id.replacingOccurrences(of: "-", with: ""),
-                                                                 withDestinationPath: dev)
-                    return dev + " " + vol.id
-                }
-                try? await Task.sleep(nanoseconds: 200_000_000)
-            }
-            return nil
+    /// Plays the kernel and udev (attach-when-ec2-does.py, a process: the test's async tasks
+    /// can wait minutes for a thread under the parallel suite): once EC2 says a volume made
+    /// from `snapshot` is attached to the instance, a loop device on `image` appears with the
+    /// volume's by-id link. `appeared` gives "DEVICE VOLUME", or nil.
+    final class Kernel {
+        let process: Process
+        let out = Pipe()
+        init(_ v: EBSTargetTests.Volumes, snapshot: String, image: String) throws {
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", Tools.helpers + "/attach-when-ec2-does.py", v.lab.endpoint, v.lab.accessKey, v.lab.secretKey,
+                                 snapshot, v.lab.instance, image, v.devRoot + "/disk/by-id", "600"]
+            process.standardOutput = out
+            try process.run()
         }
+        var appeared: String? {
+            process.waitUntilExit()
+            let s = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            return process.terminationStatus == 0 ? s : nil
+        }
+        func stop() { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
     }
 
     @Test func restoreFromASnapshotBringsBackItsData() async throws {
@@ -96,9 +97,11 @@ import TandemAWS
         #expect(try c.tandem("alpha", "secondary", "r0").status == 0)
         #expect(try c.tandem("alpha", "disconnect", "r0").status == 0)
         c.down("beta")
-        let kernel = Self.attachWhenEC2Does(v, snapshot: snapshotID, image: image)
+        let kernel = try Kernel(v, snapshot: snapshotID, image: image)
+        defer { kernel.stop() }
         let attach = try c.tandem("beta", "attach-snapshot", "r0", snapshotID)
-        let appeared = await kernel.value
+        // Once attach-snapshot found the device, the helper has printed it and is exiting.
+        let appeared = attach.status == 0 ? kernel.appeared : nil
         try #require(attach.status == 0, "attach-snapshot: \(attach.err)")
         let parts = (appeared ?? "").split(separator: " ").map(String.init)
         try #require(parts.count == 2, "no volume from the snapshot was attached")
@@ -191,10 +194,11 @@ import TandemAWS
         }
         let image = Tools.sparseFile(1 << 30)
         defer { unlink(image) }
-        let kernel = Self.attachWhenEC2Does(v, snapshot: mine, image: image)
+        let kernel = try Kernel(v, snapshot: mine, image: image)
+        defer { kernel.stop() }
         let kms = "arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-0000-4000-8000-000000000001"
         let done = try await attacher { $0.waitForArchive = true; $0.settings.kmsKeyID = kms }.run(snapshotID: mine)
-        let appeared = await kernel.value
+        let appeared = kernel.appeared
         let parts = (appeared ?? "").split(separator: " ").map(String.init)
         if parts.count == 2 { v.loops["restored"] = (parts[0], image) }
         guard case .attached(let newVolume, let path, _) = done else { Issue.record("\(done)"); return }
