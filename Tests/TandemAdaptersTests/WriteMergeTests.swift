@@ -14,7 +14,7 @@ import TandemCodecs
         #expect(Set(plan.flatMap(\.writes)) == Set(0..<128))
     }
 
-    @Test(arguments: 0..<40)
+    @Test(arguments: 0..<20)
     func thePlanEqualsApplyingTheWritesInOrder(seed: Int) {
         var rng = SplitMix64(seed: UInt64(seed) &* 0x9E37_79B9 &+ 1)
         let span = 1 << 20
