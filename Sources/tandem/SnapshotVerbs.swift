@@ -29,14 +29,23 @@ struct Snapshots: ParsableCommand {
         let keeper = BackingDisk.keeper(ebs, resource: plan.name)
         let list: [EC2Snapshot]
         do { list = try BackingDisk.wait { try await keeper.list() } } catch { throw VerbFailure("\(error)") }
-        print("SNAPSHOT                STATE      TIER      TAKEN (UTC)           EPOCH  GENERATION        CONSISTENCY")
+        print("SNAPSHOT                STATE      TIER      TAKEN (UTC)           EPOCH  GENERATION        CONSISTENCY             TAGS")
         for s in list {
             let t = Double(s.tags[SnapshotKeeper.Tag.time] ?? "") ?? 0
             let when = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: t))
             func pad(_ x: String, _ n: Int) -> String { x.count >= n ? x + " " : x + String(repeating: " ", count: n - x.count) }
             print(pad(s.id, 24) + pad(s.state, 11) + pad(s.storageTier, 10) + pad(when, 22) + pad(s.tags[SnapshotKeeper.Tag.epoch] ?? "-", 7)
-                  + pad(s.tags[SnapshotKeeper.Tag.generation] ?? "-", 18) + (s.tags[SnapshotKeeper.Tag.consistency] ?? "-"))
+                  + pad(s.tags[SnapshotKeeper.Tag.generation] ?? "-", 18) + pad(s.tags[SnapshotKeeper.Tag.consistency] ?? "-", 24)
+                  + Snapshots.otherTags(s.tags))
         }
+    }
+
+    /// The tags not in their own column (the ebs section's, an operator's), key=value sorted.
+    static func otherTags(_ tags: [String: String]) -> String {
+        let own: Set = [SnapshotKeeper.Tag.resource, SnapshotKeeper.Tag.generation, SnapshotKeeper.Tag.epoch,
+                        SnapshotKeeper.Tag.time, SnapshotKeeper.Tag.consistency]
+        let rest = tags.filter { !own.contains($0.key) }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        return rest.isEmpty ? "-" : rest.joined(separator: ",")
     }
 }
 

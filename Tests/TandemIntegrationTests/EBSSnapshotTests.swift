@@ -67,6 +67,10 @@ import TandemAWS
         let listed = try c.tandem("beta", "snapshots", "r0")
         #expect(listed.status == 0 && listed.out.contains(id) && listed.out.contains(local.out.trimmingCharacters(in: .whitespacesAndNewlines)),
                 "\(listed.out) \(listed.err)")
+        // Each line has its state, tier, epoch, consistency and the ebs section's tags.
+        let line = listed.out.split(separator: "\n").first { $0.hasPrefix(id) } ?? ""
+        #expect(line.contains("completed") && line.contains("standard") && line.contains(" \(tags["tandem:epoch"] ?? "?") ")
+                && line.contains("crash-consistent") && line.hasSuffix("env=test,team=db"), "\(line)")
     }
 
     /// CreateSnapshot slower than snapshot-hold-limit: the writes are released, the snapshot is
