@@ -65,21 +65,12 @@ import TandemAWS
         try #require(try Tools.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0xa1 0 8M", "-c", "write -P 0xa2 40M 1M", c.uri("alpha")]).status == 0)
         try c.waitInSync()
         let image = v.lab.dir + "/snapshot.img"
-        let snap = Process()
-        snap.executableURL = URL(fileURLWithPath: Tools.tandem)
-        snap.arguments = ["-c", "\(c.dir)/alpha.conf", "--node", "alpha", "snapshot", "r0"]
-        snap.environment = ["TANDEM_RUN_DIR": c.runDir("alpha")]
-        let out = Pipe()
-        snap.standardOutput = out
-        try snap.run()
-        let deadline = Date().addingTimeInterval(30)
-        while !FileManager.default.fileExists(atPath: p.held) && Date() < deadline { usleep(20_000) }
-        try #require(FileManager.default.fileExists(atPath: p.held), "CreateSnapshot never reached the proxy")
+        let snap = try BackgroundSnapshot(c)
+        try #require(snap.heldWithin(30, marker: p.held), "CreateSnapshot never reached the proxy")
         let copy = try Tools.run("/bin/dd", ["if=\(v.loops["data"]!.device)", "of=\(image)", "bs=4M", "conv=sparse", "status=none"])
         try #require(copy.status == 0, "\(copy.err)")
-        snap.waitUntilExit()
-        let snapshotID = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        try #require(snap.terminationStatus == 0 && snapshotID.hasPrefix("snap-"), "snapshot: '\(snapshotID)'")
+        let snapshotID = snap.id
+        try #require(snap.process.terminationStatus == 0 && snapshotID.hasPrefix("snap-"), "snapshot: '\(snapshotID)'")
         // The device (alpha's data area, the agreed size): past it lies alpha's meta-data.
         let bytes = try #require(try c.status("alpha")["size-kib"] as? Int) * 1024
         let atSnapshot = try c.dataHash("alpha", bytes: bytes)

@@ -26,16 +26,8 @@ import TandemAWS
         func region() throws -> String { String(try Tools.run("/bin/sh", ["-c", "head -c 8388608 \(beta) | sha256sum"]).out.prefix(64)) }
         let afterA = try region()
         // The snapshot, and B behind it.
-        let snap = Process()
-        snap.executableURL = URL(fileURLWithPath: Tools.tandem)
-        snap.arguments = ["-c", "\(c.dir)/alpha.conf", "--node", "alpha", "snapshot", "r0"]
-        snap.environment = ["TANDEM_RUN_DIR": c.runDir("alpha")]
-        let out = Pipe()
-        snap.standardOutput = out
-        try snap.run()
-        let deadline = Date().addingTimeInterval(20)
-        while !FileManager.default.fileExists(atPath: marker) && Date() < deadline { usleep(20_000) }
-        try #require(FileManager.default.fileExists(atPath: marker), "CreateSnapshot never reached the proxy: \(c.log("beta").suffix(1500))")
+        let snap = try BackgroundSnapshot(c)
+        try #require(snap.heldWithin(20, marker: marker), "CreateSnapshot never reached the proxy: \(c.log("beta").suffix(1500))")
         let writeB = Process()
         writeB.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-io")
         writeB.arguments = ["-f", "raw", "-c", "write -P 0xb2 4M 4M", c.uri("alpha")]
@@ -45,10 +37,9 @@ import TandemAWS
         // While CreateSnapshot runs: the volume holds A and not B, and B (protocol C) waits.
         #expect(try region() == afterA, "the volume changed while the snapshot was being taken")
         #expect(writeB.isRunning, "a protocol C write completed while the EC2 node held writes")
-        snap.waitUntilExit()
+        let id = snap.id
         writeB.waitUntilExit()
-        let id = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(snap.terminationStatus == 0 && id.hasPrefix("snap-"), "snapshot printed '\(id)'")
+        #expect(snap.process.terminationStatus == 0 && id.hasPrefix("snap-"), "snapshot printed '\(id)'")
         #expect(writeB.terminationStatus == 0)
         try c.waitInSync()
         #expect(try region() != afterA, "B never reached the volume")
@@ -173,22 +164,13 @@ import TandemAWS
         let writer = try Tools.spawn("/bin/sh", ["-c", "i=0; while true; do i=$((i+1)); dd if=/dev/urandom of=\(fs.mountPoint)/f$((i % 50)) bs=64k count=4 conv=fsync 2>/dev/null; done"])
         defer { kill(writer.processIdentifier, SIGKILL) }
         usleep(1_000_000)
-        let snap = Process()
-        snap.executableURL = URL(fileURLWithPath: Tools.tandem)
-        snap.arguments = ["-c", "\(c.dir)/alpha.conf", "--node", "alpha", "snapshot", "r0"]
-        snap.environment = ["TANDEM_RUN_DIR": c.runDir("alpha")]
-        let out = Pipe()
-        snap.standardOutput = out
-        try snap.run()
-        let deadline = Date().addingTimeInterval(30)
-        while !FileManager.default.fileExists(atPath: marker) && Date() < deadline { usleep(20_000) }
-        try #require(FileManager.default.fileExists(atPath: marker), "CreateSnapshot never reached the proxy: \(c.log("alpha").suffix(1500))")
+        let snap = try BackgroundSnapshot(c)
+        try #require(snap.heldWithin(30, marker: marker), "CreateSnapshot never reached the proxy: \(c.log("alpha").suffix(1500))")
         // The snapshot's content: the volume while the call is held.
         let image = v.lab.dir + "/image"
         #expect(try Tools.run("/bin/sh", ["-c", "head -c \(64 << 20) \(v.loops["data"]!.device) > \(image)"]).status == 0)
-        snap.waitUntilExit()
-        let id = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(snap.terminationStatus == 0 && id.hasPrefix("snap-"), "snapshot printed '\(id)': \(c.log("alpha").suffix(1500))")
+        let id = snap.id
+        #expect(snap.process.terminationStatus == 0 && id.hasPrefix("snap-"), "snapshot printed '\(id)': \(c.log("alpha").suffix(1500))")
         #expect(writer.isRunning, "the writer stopped (the filesystem stayed frozen?)")
         let features = try Tools.run("/usr/sbin/dumpe2fs", ["-h", image]).out.split(separator: "\n").first { $0.hasPrefix("Filesystem features") } ?? ""
         let check = try Tools.run("/usr/sbin/e2fsck", ["-f", "-n", image])
@@ -210,5 +192,34 @@ import TandemAWS
         kill(writer.processIdentifier, SIGKILL)
         writer.waitUntilExit()
         try fs.unmount()
+    }
+}
+
+/// `tandem snapshot r0` on alpha run in the background, for tests that read the volume while
+/// the delaying proxy holds CreateSnapshot: `heldWithin` waits for the proxy's marker file,
+/// `id` waits for the command to end and gives what it printed.
+final class BackgroundSnapshot {
+    let process = Process()
+    let out = Pipe()
+
+    init(_ c: Cluster) throws {
+        process.executableURL = URL(fileURLWithPath: Tools.tandem)
+        process.arguments = ["-c", "\(c.dir)/alpha.conf", "--node", "alpha", "snapshot", "r0"]
+        process.environment = ["TANDEM_RUN_DIR": c.runDir("alpha")]
+        process.standardOutput = out
+        try process.run()
+    }
+
+    /// Whether CreateSnapshot reached the proxy (its `marker` file exists) within `seconds`.
+    func heldWithin(_ seconds: Double, marker: String) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !FileManager.default.fileExists(atPath: marker) && Date() < deadline { usleep(20_000) }
+        return FileManager.default.fileExists(atPath: marker)
+    }
+
+    /// What the command printed (the snapshot's id), once it ended.
+    var id: String {
+        process.waitUntilExit()
+        return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
