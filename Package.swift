@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "TandemEngine", dependencies: ["TandemCodecs"]),
         // Adapters: block devices, meta-data store on a device NIO transport, NBD server (later: EBS).
         .target(name: "TandemAdapters", dependencies: [
-            "TandemCodecs", "TandemEngine", "CTandemSys",
+            "TandemCodecs", "TandemEngine", "CTandemSys", "COpenSSL",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
@@ -64,7 +64,8 @@ let package = Package(
 
         .testTarget(name: "TandemCodecsTests", dependencies: ["TandemCodecs"], exclude: ["Vectors"]),
         .testTarget(name: "TandemEngineTests", dependencies: ["TandemEngine", "TandemCodecs"]),
-        .testTarget(name: "TandemAdaptersTests", dependencies: ["TandemAdapters", "TandemEngine", "TandemCodecs"]),
+        .testTarget(name: "TandemAdaptersTests", dependencies: ["TandemAdapters", "TandemEngine", "TandemCodecs",
+                                                             .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "TandemAWSTests", dependencies: ["TandemAWS", "TandemCodecs"], exclude: ["Helpers"]),
         .testTarget(name: "TandemIntegrationTests", dependencies: ["TandemDaemon", "TandemAdapters", "TandemEngine", "TandemCodecs", "TandemAWS"],
                     exclude: ["Fixtures", "Helpers"]),

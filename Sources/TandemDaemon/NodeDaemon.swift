@@ -124,7 +124,7 @@ public final class NodeDaemon: @unchecked Sendable {
             loop: loop, me: .init(host: plan.me.host, port: plan.me.port), peer: .init(host: plan.peer.host, port: plan.peer.port),
             sharedSecret: plan.sharedSecret, cramHmacAlg: plan.cramHmacAlg,
             sendBufferBytes: plan.sendBufferBytes, receiveBufferBytes: plan.receiveBufferBytes,
-            connectInterval: .seconds(Int64(plan.connectIntervalSeconds)),
+            connectInterval: .seconds(Int64(plan.connectIntervalSeconds)), tls: plan.tls,
             callbacks: .init(
                 established: { v, f, rc in me.feed(.linkEstablished(agreedVersion: v, featureFlags: f, resolveConflicts: rc)) },
                 packet: { p, s in me.feed(.packet(p, from: s)) },
@@ -366,8 +366,9 @@ public final class NodeDaemon: @unchecked Sendable {
 
     public func report() -> StatusReport {
         var r = StatusReport(resource: plan.name, peerName: plan.peerName, status: engine.status, export: plan.export.uri,
-                             syncRate: syncRate, lastError: lastError)
+                             syncRate: syncRate, lastError: lastError ?? transport?.lastFailure)
         r.diskWrites = ebsWriter?.stats
+        r.tls = plan.tls == nil ? nil : (transport?.linkSecurity ?? "configured")
         return r
     }
 

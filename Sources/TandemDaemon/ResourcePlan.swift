@@ -2,6 +2,7 @@ import Foundation
 import TandemCodecs
 import TandemEngine
 import TandemAWS
+import TandemAdapters
 
 /// Where the replicated device is exported over NBD, from the `device` line of `on NODE`.
 public enum ExportTarget: Equatable, Sendable {
@@ -61,6 +62,8 @@ public struct ResourcePlan: Sendable {
     public var peerName: String
     public var sharedSecret: String?
     public var cramHmacAlg: String?
+    /// TLS on the link (net `tls yes`), loaded and checked at `up`.
+    public var tls: TLSContext?
     public var settings: EngineSettings
     public var alExtents: Int
     /// net sndbuf-size and rcvbuf-size in bytes (0: the kernel tunes them).
@@ -100,6 +103,7 @@ public struct ResourcePlan: Sendable {
             throw ConfigError(nil, "\(r.name): cram-hmac-alg and shared-secret must be set together")
         }
         if let alg = cramHmacAlg { _ = try DigestAlgorithm(named: alg) }
+        tls = try Self.tls(v, resource: r.name, peerName: peerName)
         try OptionSupport.check(v, resource: r.name)
         try OptionSupport.checkStartupAndHandlers(resource: r.sections, common: c.common, name: r.name)
         func policy(_ n: String, _ allowed: Set<AfterSplitBrain>) throws -> UInt32 {
@@ -194,6 +198,37 @@ public struct ResourcePlan: Sendable {
         // Last, after every check of the file alone: an EBS volume is looked up in AWS.
         (diskPath, ebs) = try BackingDisk.resolve(local)
         if let e = ebs { settings.snapshotHoldMs = UInt64(e.settings.snapshotHoldSeconds * 1000) }
+    }
+
+    /// The link's TLS from the net section: `tls yes` needs a certificate, its key, and a way
+    /// to check the peer (tls-ca, whose certificates must name the peer as tls-peer-name, by
+    /// default its host name in this file; or tls-peer-fingerprint). tls-* options without
+    /// `tls yes` are refused rather than ignored.
+    static func tls(_ v: (String, String) -> String?, resource: String, peerName: String) throws -> TLSContext? {
+        let names = ["tls-certificate", "tls-privkey", "tls-ca", "tls-peer-name", "tls-peer-fingerprint"]
+        guard v("tls", "net") == "yes" else {
+            if let set = names.first(where: { v($0, "net") != nil }) {
+                throw ConfigError(nil, "\(resource): \(set) is set but tls is not: add `tls yes;` to net, or remove the tls options")
+            }
+            return nil
+        }
+        guard let cert = v("tls-certificate", "net"), let key = v("tls-privkey", "net") else {
+            throw ConfigError(nil, "\(resource): tls yes needs tls-certificate and tls-privkey (this node's certificate and key, PEM files)")
+        }
+        var pin: [UInt8]?
+        if let f = v("tls-peer-fingerprint", "net") {
+            guard let p = TLSSettings.parseFingerprint(f) else {
+                throw ConfigError(nil, "\(resource): tls-peer-fingerprint \(f): not sha256: followed by 64 hex digits")
+            }
+            pin = p
+        }
+        let ca = v("tls-ca", "net")
+        guard ca != nil || pin != nil else {
+            throw ConfigError(nil, "\(resource): tls yes needs tls-ca (the CA that signed the peer's certificate) or tls-peer-fingerprint")
+        }
+        let settings = TLSSettings(certificateFile: cert, privateKeyFile: key, caFile: ca,
+                                   peerName: v("tls-peer-name", "net") ?? peerName, peerFingerprint: pin)
+        do { return try TLSContext(settings) } catch { throw ConfigError(nil, "\(resource): \(error)") }
     }
 
     /// A rate in KiB/s from DRBD's unit syntax (plain numbers are KiB; k, M, G suffixes).

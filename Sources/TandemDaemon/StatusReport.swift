@@ -12,6 +12,9 @@ public struct StatusReport: Sendable {
     /// Resync progress: bytes per second over the last interval and the estimated seconds left.
     public var syncRate: Double?
     public var lastError: String?
+    /// The link's TLS: what it negotiated while up ("TLSv1.3 TLS_AES_256_GCM_SHA384"),
+    /// "configured" while down; nil without TLS.
+    public var tls: String?
     /// The EBS writer's counts: writes applied and the I/Os they took (nil without one).
     public var diskWrites: (writes: UInt64, ios: UInt64)?
 
@@ -77,6 +80,7 @@ public struct StatusReport: Sendable {
         if let r = syncRate { o["sync-rate-kib"] = Int(r / 1024) }
         if let e = etaSeconds { o["eta-seconds"] = Int(e.rounded(.up)) }
         if let e = lastError ?? status.lastError { o["last-error"] = e }
+        if let t = tls { o["tls"] = t }
         if let e = status.diskError { o["disk-error"] = e }
         if status.splitBrain { o["split-brain"] = true }
         o["holds"] = DataHint.describe(status)
@@ -104,6 +108,7 @@ public struct StatusReport: Sendable {
             if let eta = r["eta-seconds"] as? Int { out += " eta:\(eta)s" }
         }
         if let oos = r["out-of-sync-kib"] as? Int, oos > 0 { out += " out-of-sync:\(oos)k" }
+        if let t = r["tls"] as? String { out += "\n  tls: \(t)" }
         if let h = r["holds"] as? String { out += "\n  holds: \(h)" }
         if let e = r["last-error"] as? String { out += "\n  last-error: \(e)" }
         if r["split-brain"] as? Bool == true {

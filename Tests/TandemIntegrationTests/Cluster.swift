@@ -18,6 +18,8 @@ final class Cluster {
         var tcpExport = false
         /// More options for the resource's `net` and `disk` sections.
         var net = ""
+        /// More net options for one node only (its own resource file), by node name.
+        var nodeNet: [String: String] = [:]
         var disk = ""
         var startup = ""
         var handlers = ""
@@ -78,9 +80,9 @@ final class Cluster {
             FileManager.default.createFile(atPath: "\(dir)/\(n).img", contents: nil)
             truncate("\(dir)/\(n).img", off_t(o.size))
         }
-        func resourceFile(_ proto: String, _ secret: String?) -> String {
+        func resourceFile(_ node: String, _ proto: String, _ secret: String?) -> String {
             let auth = secret.map { " cram-hmac-alg sha256; shared-secret \"\($0)\";" } ?? ""
-            let net = "net { protocol \(proto);\(auth) \(o.net) }" + (o.disk.isEmpty ? "" : "\n  disk { \(o.disk) }")
+            let net = "net { protocol \(proto);\(auth) \(o.net) \(o.nodeNet[node] ?? "") }" + (o.disk.isEmpty ? "" : "\n  disk { \(o.disk) }")
                 + (o.startup.isEmpty ? "" : "\n  startup { \(o.startup) }") + (o.handlers.isEmpty ? "" : "\n  handlers { \(o.handlers) }")
             return """
                 resource r0 {
@@ -94,7 +96,7 @@ final class Cluster {
         for (i, n) in ["alpha", "beta"].enumerated() {
             let proto = o.protocols.map { i == 0 ? $0.0 : $0.1 } ?? o.wireProtocol
             let secret = o.secrets.map { i == 0 ? $0.0 : $0.1 }
-            FileManager.default.createFile(atPath: "\(dir)/\(n).conf", contents: Data(resourceFile(proto, secret).utf8))
+            FileManager.default.createFile(atPath: "\(dir)/\(n).conf", contents: Data(resourceFile(n, proto, secret).utf8))
         }
         for n in nodes where o.createMetaData {
             let r = try tandem(n, "create-md", "--force", "r0")

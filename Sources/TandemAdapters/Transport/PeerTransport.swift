@@ -7,7 +7,9 @@ import TandemEngine
 /// DRBD's connection to the peer: two TCP connections (data and meta), made by listening on
 /// this node's address and connecting to the peer's (outgoing connections bound to this node's
 /// address); the first packet of a connection says which one it is. Then the feature handshake
-/// and, with a shared secret, cram-hmac authentication. Everything runs on one event loop.
+/// and, with a shared secret, cram-hmac authentication. With `tls`, every connection is TLS
+/// 1.3 from its first byte (TLSChannelHandler) and the peer's certificate is checked on both
+/// sides. Everything runs on one event loop.
 public final class PeerTransport: @unchecked Sendable {
     public struct Endpoint: Sendable, Equatable {
         public var host: String
@@ -39,6 +41,15 @@ public final class PeerTransport: @unchecked Sendable {
     let sendBufferBytes: Int
     let receiveBufferBytes: Int
     let maxRetryDelay: TimeAmount
+    let tls: TLSContext?
+
+    /// What the link's TLS negotiated ("TLSv1.3 TLS_AES_256_GCM_SHA384") while it is up with
+    /// TLS; nil in clear text or while down.
+    public private(set) var linkSecurity: String?
+    /// Why the last attempt to set up a connection failed (a TLS refusal, a clear-text peer);
+    /// nil once the link is up.
+    public private(set) var lastFailure: String?
+    private var lastNegotiated: String?
 
     private var listener: Channel?
     private var data: Channel?
@@ -64,7 +75,8 @@ public final class PeerTransport: @unchecked Sendable {
 
     public init(loop: EventLoop, me: Endpoint, peer: Endpoint, sharedSecret: String?, cramHmacAlg: String?,
                 handshakeTimeout: TimeAmount = .seconds(5), sendBufferBytes: Int = 0, receiveBufferBytes: Int = 0,
-                connectInterval: TimeAmount = .seconds(10), callbacks: Callbacks) {
+                connectInterval: TimeAmount = .seconds(10), tls: TLSContext? = nil, callbacks: Callbacks) {
+        self.tls = tls
         self.loop = loop; self.me = me; self.peer = peer
         self.secret = sharedSecret; self.hmacAlg = cramHmacAlg
         self.handshakeTimeout = handshakeTimeout; self.callbacks = callbacks
@@ -91,7 +103,7 @@ public final class PeerTransport: @unchecked Sendable {
         if receiveBufferBytes > 0 { bootstrap = bootstrap.serverChannelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBufferBytes)) }
         bootstrap = bootstrap
             .childChannelInitializer { [self] ch in
-                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(self.makeHandler(ch)) }
+                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandlers(self.makeHandlers(ch, role: .server)) }
             }
         listener = try bootstrap.bind(host: me.host, port: me.port).wait()
     }
@@ -165,16 +177,31 @@ public final class PeerTransport: @unchecked Sendable {
         ch.writeAndFlush(b, promise: nil)
     }
 
-    private func makeHandler(_ ch: Channel) -> PacketChannelHandler {
+    /// The handlers of one connection: TLS (when configured) under the packet framer.
+    private func makeHandlers(_ ch: Channel, role: TLSSession.Role) throws -> [ChannelHandler] {
         let h = PacketChannelHandler(
+            clearText: tls == nil,
             onPacket: { [self] ch, p in self.received(p, on: ch) },
-            onError: { [self] _, why in
-                self.callbacks.log("protocol error from peer: \(why)")
-                self.lostConnection("protocol error: \(why)")
-            },
+            onError: { [self] ch, why in self.connectionFailed(ch, why) },
             onClose: { [self] ch in self.closed(ch) })
         framers[ObjectIdentifier(ch)] = h
-        return h
+        guard let tls else { return [h] }
+        let t = try TLSChannelHandler(context: tls, role: role, established: { [self] what in self.lastNegotiated = what })
+        return [t, h]
+    }
+
+    /// A connection failed its TLS handshake or sent what is not DRBD. One of the link's own
+    /// connections takes the link down (retried with backoff); one accepted but not yet
+    /// announced is only closed.
+    private func connectionFailed(_ ch: Channel, _ why: String) {
+        if !isEstablished { lastFailure = why }
+        guard ch === data || ch === meta else {
+            callbacks.log("connection from the peer refused: \(why)")
+            ch.close(promise: nil)
+            return
+        }
+        callbacks.log("protocol error from peer: \(why)")
+        lostConnection("protocol error: \(why)")
     }
 
     // MARK: connecting
@@ -194,7 +221,7 @@ public final class PeerTransport: @unchecked Sendable {
         if receiveBufferBytes > 0 { bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBufferBytes)) }
         bootstrap = bootstrap
             .channelInitializer { [self] ch in
-                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(self.makeHandler(ch)) }
+                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandlers(self.makeHandlers(ch, role: .client)) }
             }
         if let local = try? SocketAddress.makeAddressResolvingHost(me.host, port: 0) { bootstrap = bootstrap.bind(to: local) }
         bootstrap.connect(host: peer.host, port: peer.port).hop(to: loop).whenComplete { [self] result in
@@ -213,7 +240,14 @@ public final class PeerTransport: @unchecked Sendable {
                     ch.close(promise: nil)
                 }
                 self.progress()
-                if self.data == nil || self.meta == nil { self.scheduleAttempt(after: .milliseconds(10)) }
+                if self.data == nil || self.meta == nil {
+                    // The peer opens the meta connection as soon as it has our data connection.
+                    // Under TLS that takes a handshake: wait for it rather than open a second
+                    // meta connection that crosses the peer's (and one of them is dropped,
+                    // perhaps after a node already used it).
+                    let waitForPeer = self.tls != nil && self.meta == nil && self.data === ch
+                    self.scheduleAttempt(after: waitForPeer ? .seconds(1) : .milliseconds(10))
+                }
             case .failure:
                 if self.enabled && (self.data == nil || self.meta == nil) {
                     self.scheduleAttempt(after: self.retryDelay)
@@ -345,6 +379,8 @@ public final class PeerTransport: @unchecked Sendable {
         for c in [data, meta].compactMap({ $0 }) { framers[ObjectIdentifier(c)]?.framer.expecting = fmt }
         if secret != nil && !(peerAuthenticated && sentResponse) { return }
         isEstablished = true
+        lastFailure = nil
+        linkSecurity = tls == nil ? nil : (lastNegotiated ?? "TLS")
         handshakeDeadline?.cancel()
         retryTask?.cancel()
         retryDelay = .milliseconds(200)
@@ -402,6 +438,7 @@ public final class PeerTransport: @unchecked Sendable {
         closeGeneration += 1
         let was = isEstablished
         isEstablished = false
+        linkSecurity = nil
         let chans = [data, meta].compactMap { $0 }
         data = nil; meta = nil
         sentFeatures = false; agreed = nil; myChallenge = nil; peerAuthenticated = false; sentResponse = false

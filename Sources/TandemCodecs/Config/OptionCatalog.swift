@@ -29,6 +29,14 @@ public enum OptionCatalog {
     /// Tandem's own net options.
     static let tandemNet: [OptionSpec] = [
         OptionSpec(name: "compression", kind: .choice(["auto", "lz4", "off"]), defaultValue: "auto", tandemExtension: true),
+        // TLS 1.3 on the link (DRBD 9.2 has `tls yes` too, with its keys in the kernel's keyring;
+        // Tandem names files).
+        OptionSpec(name: "tls", kind: .boolean, defaultValue: "no", tandemExtension: true),
+        OptionSpec(name: "tls-certificate", kind: .string, defaultValue: nil, tandemExtension: true),
+        OptionSpec(name: "tls-privkey", kind: .string, defaultValue: nil, tandemExtension: true),
+        OptionSpec(name: "tls-ca", kind: .string, defaultValue: nil, tandemExtension: true),
+        OptionSpec(name: "tls-peer-name", kind: .string, defaultValue: nil, tandemExtension: true),
+        OptionSpec(name: "tls-peer-fingerprint", kind: .string, defaultValue: nil, tandemExtension: true),
     ]
 
     /// The `ebs { }` section of an `on` host (Tandem's EBS target; see EBSSettings).
