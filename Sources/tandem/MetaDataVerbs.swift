@@ -155,6 +155,8 @@ struct Dump: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "dump", abstract: "Print a resource in DRBD syntax, as drbdadm dump does.")
     @OptionGroup var globals: GlobalOptions
     @Argument(help: "Resource name, or 'all'.") var resource: String = "all"
+    @Flag(name: .customLong("show-secrets"), help: "Print shared-secret's value (by default it is printed as <hidden>).")
+    var showSecrets = false
 
     func run() throws {
         let config: DRBDConfig
@@ -163,12 +165,12 @@ struct Dump: ParsableCommand {
         if resource == "all" {
             let mine = config.resources.filter { $0.host(named: node) != nil }
             guard !mine.isEmpty else { throw VerbFailure("no resources defined for this host (\(node))") }
-            for r in mine { print(ConfigDumper.dump(r, node: node), terminator: "") }
+            for r in mine { print(ConfigDumper.dump(r, node: node, showSecrets: showSecrets), terminator: "") }
             return
         }
         do {
             let local = try LocalResource(config: config, name: resource, node: node)
-            print(ConfigDumper.dump(local.resource, node: node), terminator: "")
+            print(ConfigDumper.dump(local.resource, node: node, showSecrets: showSecrets), terminator: "")
         } catch { throw fail(error) }
     }
 }

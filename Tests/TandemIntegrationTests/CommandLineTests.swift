@@ -10,11 +10,21 @@ import Testing
         let path = Tools.fixtures + "/" + file
         for r in resources {
             let theirs = try Tools.run(Self.drbdadm, ["-c", path, "dump", r], env: ["__DRBD_NODE__": "alpha"])
-            let ours = try Tools.tandem("-c", path, "--node", "alpha", "dump", r)
+            let ours = try Tools.tandem("-c", path, "--node", "alpha", "dump", "--show-secrets", r)
             #expect(theirs.status == 0, "drbdadm refused \(file) \(r): \(theirs.err)")
             #expect(ours.status == 0, "\(ours.err)")
             #expect(ours.out == theirs.out, "\(file) \(r)")
         }
+    }
+
+    /// Without --show-secrets, dump prints the shared secret as <hidden> and nothing else changes.
+    @Test func dumpHidesTheSharedSecret() throws {
+        let path = Tools.fixtures + "/valid-basic.res"
+        let shown = try Tools.tandem("-c", path, "--node", "alpha", "dump", "--show-secrets", "r0")
+        let hidden = try Tools.tandem("-c", path, "--node", "alpha", "dump", "r0")
+        #expect(shown.out.contains("s3cret"))
+        #expect(!hidden.out.contains("s3cret"), "\(hidden.out)")
+        #expect(hidden.out == shown.out.replacingOccurrences(of: "s3cret", with: "<hidden>"))
     }
 
     @Test(arguments: ["broken-unknown-option.res", "broken-range.res", "broken-unterminated.res", "broken-duplicate-section.res"])

@@ -23,11 +23,14 @@ import Testing
 
     /// The data moves under TLS 1.3 both ways (initial sync from alpha, writes through the
     /// export), status says so, and a capture of the link holds TLS records and neither a DRBD
-    /// header nor the data written.
+    /// header nor the data written. With cram-hmac inside the tunnel too, neither the shared
+    /// secret nor the private key shows in logs, status, events or dump.
     @Test func replicatesUnderTLSWithNothingInClear() throws {
         let d = try Self.certificates()
         defer { try? FileManager.default.removeItem(atPath: d) }
-        let c = try Cluster(.init(size: 8 << 20, net: "compression off;", nodeNet: ["alpha": Self.net(d, "alpha"), "beta": Self.net(d, "beta")],
+        let secret = "s3cret-\(UUID().uuidString.prefix(8))"
+        let c = try Cluster(.init(size: 8 << 20, secrets: (secret, secret), net: "compression off;",
+                                  nodeNet: ["alpha": Self.net(d, "alpha"), "beta": Self.net(d, "beta")],
                                   disk: "c-max-rate 4M; resync-rate 4M;"))
         defer { c.shutdown() }
         let cap = c.dir + "/cap.pcapng"
@@ -38,6 +41,12 @@ import Testing
         let before = try Tools.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0x5a 0 256k", c.disk("alpha")])
         try #require(before.status == 0, "qemu-io: \(before.err)")
         try c.start()
+        let eventsFile = c.dir + "/events.json"
+        let events = try Tools.spawn("/bin/sh", ["-c", "TANDEM_RUN_DIR=\(c.runDir("alpha")) exec \(Tools.tandem) -c \(c.dir)/alpha.conf --node alpha events r0 > \(eventsFile)"])
+        defer { events.terminate() }
+        sleep(1)
+        _ = try c.tandem("alpha", "disconnect", "r0")
+        _ = try c.tandem("alpha", "connect", "r0")
         let q = try Tools.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0xa5 1M 512k", "-c", "flush", c.uri("alpha")])
         #expect(q.status == 0, "qemu-io: \(q.err)")
         try c.waitInSync()
@@ -51,6 +60,25 @@ import Testing
         sleep(1)
         dump.terminate()
         dump.waitUntilExit()
+
+        // No secret anywhere an operator or a log collector looks.
+        events.terminate()
+        events.waitUntilExit()
+        let keyLines = try ["alpha", "beta"].flatMap { n in
+            try String(contentsOfFile: "\(d)/\(n).key", encoding: .utf8).split(separator: "\n").filter { !$0.hasPrefix("-----") }.map(String.init)
+        }
+        var seen: [(String, String)] = [("events", (try? String(contentsOfFile: eventsFile, encoding: .utf8)) ?? "")]
+        #expect(seen[0].1.contains("Connected"), "the events stream caught nothing: \(seen[0].1.prefix(300))")
+        for n in c.nodes {
+            seen.append(("\(n) log", c.log(n)))
+            seen.append(("\(n) status", try c.tandem(n, "status", "--json", "r0").out + (try c.tandem(n, "status", "r0").out)))
+            seen.append(("\(n) dump", try c.tandem(n, "dump", "r0").out))
+        }
+        #expect(seen.last!.1.contains("shared-secret") && seen.last!.1.contains("<hidden>"), "dump: \(seen.last!.1)")
+        for (what, text) in seen {
+            #expect(!text.contains(secret), "the shared secret is in the \(what)")
+            for l in keyLines { #expect(!text.contains(l), "a line of a private key is in the \(what)") }
+        }
 
         let decodeAs = ["-d", "tcp.port==\(c.ports.0),tls", "-d", "tcp.port==\(c.ports.1),tls"]
         let records = try Tools.run("/usr/bin/tshark", ["-r", cap] + decodeAs + ["-Y", "tls.record.opaque_type == 23", "-T", "fields", "-e", "frame.number"])

@@ -13,9 +13,13 @@ public enum ConfigDumper {
         return out + "\""
     }
 
+    /// Options whose values are secrets: `dump` prints them as `<hidden>` unless asked.
+    public static let secretOptions: Set<String> = ["shared-secret"]
+
     private struct Printer {
         var out = ""
         var indent = 0
+        var showSecrets = false
         var pad: String { String(repeating: " ", count: 4 * indent) }
 
         mutating func line(_ s: String) { out += pad + s + "\n" }
@@ -33,7 +37,9 @@ public enum ConfigDumper {
             line("\(name) {")
             indent += 1
             for o in options {
-                if let v = o.value {
+                if let v = o.value, !showSecrets && ConfigDumper.secretOptions.contains(o.name) {
+                    pair(o.name, "<hidden>")
+                } else if let v = o.value {
                     // drbdadm prints become-primary-on's host list unquoted.
                     pair(o.name, name == "startup" && o.name == "become-primary-on" ? v : ConfigDumper.escape(v))
                 } else {
@@ -84,9 +90,11 @@ public enum ConfigDumper {
         }
     }
 
-    /// The resource as `drbdadm-84 dump RES` prints it when run on `node`.
-    public static func dump(_ r: ResourceConfig, node: String) -> String {
+    /// The resource as `drbdadm-84 dump RES` prints it when run on `node`; with `showSecrets`
+    /// false the shared secret is printed as `<hidden>` (drbdadm prints it).
+    public static func dump(_ r: ResourceConfig, node: String, showSecrets: Bool = true) -> String {
         var p = Printer()
+        p.showSecrets = showSecrets
         p.line("# resource \(escape(r.name)) on \(node): not ignored, not stacked")
         p.line("# defined at \(r.location.file):\(r.location.line)")
         p.line("resource \(escape(r.name)) {")
