@@ -125,6 +125,7 @@ public final class NodeDaemon: @unchecked Sendable {
             sharedSecret: plan.sharedSecret, cramHmacAlg: plan.cramHmacAlg,
             sendBufferBytes: plan.sendBufferBytes, receiveBufferBytes: plan.receiveBufferBytes,
             connectInterval: .seconds(Int64(plan.connectIntervalSeconds)), tls: plan.tls,
+            connectsFirst: plan.node < plan.peerName,
             callbacks: .init(
                 established: { v, f, rc in me.feed(.linkEstablished(agreedVersion: v, featureFlags: f, resolveConflicts: rc)) },
                 packet: { p, s in me.feed(.packet(p, from: s)) },

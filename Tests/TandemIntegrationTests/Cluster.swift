@@ -20,6 +20,9 @@ final class Cluster {
         var net = ""
         /// More net options for one node only (its own resource file), by node name.
         var nodeNet: [String: String] = [:]
+        /// The port at which a node reaches its peer, when not the peer's own (a relay between
+        /// them), by node name: that node's file gives the peer this port.
+        var peerPort: [String: Int] = [:]
         var disk = ""
         var startup = ""
         var handlers = ""
@@ -87,8 +90,8 @@ final class Cluster {
             return """
                 resource r0 {
                   \(net)
-                  on alpha { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 2)/r0" : "nbd+unix:///r0?socket=\(dir)/alpha.nbd")"; disk \(devices["alpha"] ?? "\(dir)/alpha.img"); address \(addresses.0):\(ports.0); meta-disk internal; }
-                  on beta { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 3)/r0" : "nbd+unix:///r0?socket=\(dir)/beta.nbd")"; disk \(devices["beta"] ?? "\(dir)/beta.img"); address \(addresses.1):\(ports.1); meta-disk internal; \(o.betaHostExtra) }
+                  on alpha { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 2)/r0" : "nbd+unix:///r0?socket=\(dir)/alpha.nbd")"; disk \(devices["alpha"] ?? "\(dir)/alpha.img"); address \(addresses.0):\(node == "beta" ? o.peerPort["beta"] ?? ports.0 : ports.0); meta-disk internal; }
+                  on beta { device "\(o.tcpExport ? "nbd://127.0.0.1:\(base + 3)/r0" : "nbd+unix:///r0?socket=\(dir)/beta.nbd")"; disk \(devices["beta"] ?? "\(dir)/beta.img"); address \(addresses.1):\(node == "alpha" ? o.peerPort["alpha"] ?? ports.1 : ports.1); meta-disk internal; \(o.betaHostExtra) }
                 }
                 """
         }

@@ -75,8 +75,10 @@ public final class PeerTransport: @unchecked Sendable {
 
     public init(loop: EventLoop, me: Endpoint, peer: Endpoint, sharedSecret: String?, cramHmacAlg: String?,
                 handshakeTimeout: TimeAmount = .seconds(5), sendBufferBytes: Int = 0, receiveBufferBytes: Int = 0,
-                connectInterval: TimeAmount = .seconds(10), tls: TLSContext? = nil, callbacks: Callbacks) {
+                connectInterval: TimeAmount = .seconds(10), tls: TLSContext? = nil, connectsFirst: Bool? = nil,
+                callbacks: Callbacks) {
         self.tls = tls
+        self.connectsFirst = connectsFirst
         self.loop = loop; self.me = me; self.peer = peer
         self.secret = sharedSecret; self.hmacAlg = cramHmacAlg
         self.handshakeTimeout = handshakeTimeout; self.callbacks = callbacks
@@ -84,9 +86,13 @@ public final class PeerTransport: @unchecked Sendable {
         self.maxRetryDelay = max(connectInterval, .milliseconds(200))
     }
 
-    /// The lower endpoint connects first; the other mostly accepts, so the two TCP
-    /// connections rarely cross.
-    private var iConnectFirst: Bool { (me.host, me.port) < (peer.host, peer.port) }
+    /// This node connects first and, when connections cross, keeps the ones it opened; the
+    /// other mostly accepts, so the two TCP connections rarely cross. Both nodes must come to
+    /// opposite answers: the daemon decides by host name (the same on both sides, where
+    /// addresses are not: behind NAT or a relay each side sees another address for the peer).
+    /// Without a decision, the lower endpoint.
+    private let connectsFirst: Bool?
+    private var iConnectFirst: Bool { connectsFirst ?? ((me.host, me.port) < (peer.host, peer.port)) }
 
     public var isConnected: Bool { isEstablished }
 
