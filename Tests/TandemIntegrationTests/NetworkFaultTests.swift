@@ -6,53 +6,13 @@ import Testing
 /// random loss; through a relay, delay with jitter. After each fault and its resync the disks
 /// are identical, and every write the application saw acknowledged is on both.
 @Suite struct NetworkFaultTests {
-    /// A stamped write load on alpha's export (stamped-load.py), stopped by `stop()`.
-    final class Load {
-        let process: Process
-        let stopFile: String
-        let ackLog: String
-        let output: String
-
-        init(_ c: Cluster, blocks: Int) throws {
-            stopFile = c.dir + "/load.stop"
-            ackLog = c.dir + "/load.acks"
-            output = c.dir + "/load.out"
-            process = try Tools.spawn("/bin/sh", ["-c", "exec /usr/bin/python3 \(Tools.helpers)/stamped-load.py '\(c.uri("alpha"))' \(blocks) 8 3600 \(stopFile) \(ackLog) > \(output) 2>&1"])
-        }
-
-        /// Acknowledged writes so far.
-        var acks: Int { ((try? String(contentsOfFile: ackLog, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.hasSuffix(" ok") }.count }
-
-        /// Waits until `more` further writes were acknowledged (the load goes on through a fault).
-        func waitForProgress(_ more: Int, timeout: Double = 90) throws {
-            let start = acks, deadline = Date().addingTimeInterval(timeout)
-            while acks < start + more {
-                guard Date() < deadline, process.isRunning else {
-                    throw TestFailure("the load made \(acks - start) of \(more) writes (running: \(process.isRunning)): \((try? String(contentsOfFile: output, encoding: .utf8)) ?? "")")
-                }
-                usleep(100_000)
-            }
-        }
-
-        func stop() throws -> String {
-            FileManager.default.createFile(atPath: stopFile, contents: nil)
-            let deadline = Date().addingTimeInterval(120)
-            while process.isRunning && Date() < deadline { usleep(100_000) }
-            if process.isRunning { process.terminate(); throw TestFailure("the load did not finish its writes in flight") }
-            return (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-        }
-    }
-
     /// Both disks identical over the loaded region, and each holds every acknowledged write.
-    static func verify(_ c: Cluster, _ load: Load, blocks: Int) throws {
+    static func verify(_ c: Cluster, _ load: StampedLoad, blocks: Int) throws {
         try waitConverged(c)
         let area = try #require(try c.status("alpha")["data-area-kib"] as? Int) * 1024
         #expect(area >= blocks * 4096)
         #expect(try c.dataHash("alpha", bytes: area) == (try c.dataHash("beta", bytes: area)), "the disks differ")
-        for n in c.nodes {
-            let r = try Tools.run("/usr/bin/python3", [Tools.helpers + "/check-stamps.py", c.disk(n), load.ackLog])
-            #expect(r.status == 0, "\(n): \(r.out) \(r.err)")
-        }
+        for n in c.nodes { try load.check(c.disk(n), n) }
     }
 
     /// Connected, nothing out of sync on either side, no write in flight.
@@ -74,7 +34,7 @@ import Testing
         defer { c.shutdown() }
         let h = try #require(c.hosts)
         try c.start()
-        let load = try Load(c, blocks: blocks)
+        let load = try StampedLoad(c, blocks: blocks)
         defer { if load.process.isRunning { load.process.terminate() } }
         try load.waitForProgress(300)
 
@@ -142,7 +102,7 @@ import Testing
         }
         sleep(1)
         try c.start()
-        let load = try Load(c, blocks: blocks)
+        let load = try StampedLoad(c, blocks: blocks)
         defer { if load.process.isRunning { load.process.terminate() } }
         try load.waitForProgress(200)
         // 40 ms plus up to 60 ms of jitter each way, then 150 ms plus up to 50 ms (a ping

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Checks a disk (or image) against stamped-load.py's acknowledgement logs: each block written
-must hold the last write acknowledged for it (or a later one that failed, whose data may or may
-not have landed). Prints one JSON object: blocks checked, blocks wrong (with the first few), and
+must hold the last write acknowledged for it, or a later one that failed or was never answered
+(whose data may or may not have landed). Prints one JSON object: blocks checked, blocks wrong (with the first few), and
 the number of acknowledged writes in the logs. Exits 1 when a block is wrong.
 
 Usage: /usr/bin/python3 check-stamps.py DISK ACKLOG...
@@ -11,6 +11,8 @@ import json, sys
 disk, logs = sys.argv[1], sys.argv[2:]
 last_ok = {}
 failed_after = {}
+answered = set()
+sent = {}
 acks = 0
 for path in logs:
     for line in open(path):
@@ -18,12 +20,19 @@ for path in logs:
         if len(parts) != 3:
             continue  # a line cut short by a kill
         b, seq, result = int(parts[0]), int(parts[1]), parts[2]
+        if result == "sent":
+            sent[seq] = b
+            continue
+        answered.add(seq)
         if result == "ok":
             acks += 1
             if seq > last_ok.get(b, 0):
                 last_ok[b] = seq
         else:
             failed_after.setdefault(b, set()).add(seq)
+for seq, b in sent.items():
+    if seq not in answered:
+        failed_after.setdefault(b, set()).add(seq)
 wrong = []
 with open(disk, "rb") as f:
     for b, seq in sorted(last_ok.items()):
