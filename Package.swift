@@ -56,6 +56,15 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        // What the fuzz targets check on one input (Fuzz/README.md), shared with the regression tests.
+        .target(name: "TandemFuzzChecks", dependencies: [
+            "TandemCodecs", "TandemAdapters", .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        // One libFuzzer entry point for every target (scripts/fuzz builds it with
+        // -sanitize=fuzzer and -D FUZZING); in a normal build it replays inputs:
+        // `tandem-fuzz TARGET FILE...`.
+        .executableTarget(name: "tandem-fuzz", dependencies: ["TandemFuzzChecks"],
+                          swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         // The `tandem` command.
         .executableTarget(name: "tandem", dependencies: [
             "TandemDaemon", "TandemAdapters", "TandemCodecs", "TandemAWS",
@@ -64,7 +73,7 @@ let package = Package(
 
         .testTarget(name: "TandemCodecsTests", dependencies: ["TandemCodecs"], exclude: ["Vectors"]),
         .testTarget(name: "TandemEngineTests", dependencies: ["TandemEngine", "TandemCodecs"]),
-        .testTarget(name: "TandemAdaptersTests", dependencies: ["TandemAdapters", "TandemEngine", "TandemCodecs",
+        .testTarget(name: "TandemAdaptersTests", dependencies: ["TandemAdapters", "TandemEngine", "TandemCodecs", "TandemFuzzChecks",
                                                              .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "TandemAWSTests", dependencies: ["TandemAWS", "TandemCodecs"], exclude: ["Helpers"]),
         .testTarget(name: "TandemIntegrationTests", dependencies: ["TandemDaemon", "TandemAdapters", "TandemEngine", "TandemCodecs", "TandemAWS"],

@@ -46,7 +46,8 @@ public final class NodeDaemon: @unchecked Sendable {
     /// The ebs section's snapshot policy at work, when it asks for anything.
     lazy var snapshotSchedule: SnapshotSchedule? = snapshotKeeper.flatMap { keeper in
         guard SnapshotSchedule.isActive(keeper.policy) else { return nil }
-        return SnapshotSchedule(keeper: keeper, now: { Date().timeIntervalSince1970 }, log: { [unowned self] s in
+        let wall = self.wall
+        return SnapshotSchedule(keeper: keeper, now: { wall.now().timeIntervalSince1970 }, log: { [unowned self] s in
             self.loop.execute { self.log(s) }
         }, take: { [unowned self] in try await self.policySnapshot() })
     }
@@ -60,7 +61,9 @@ public final class NodeDaemon: @unchecked Sendable {
     /// The engine's clock: milliseconds of the monotonic clock since the daemon started, so a
     /// wall clock stepped by NTP or an operator changes nothing.
     let startedUptimeNs = DispatchTime.now().uptimeNanoseconds
-    var rateSample: (time: Date, bits: UInt64)?
+    var rateSample: (time: UInt64, bits: UInt64)?
+    /// The time of day for log lines and snapshots (see WallClock).
+    let wall = WallClock.fromEnvironment()
     var syncRate: Double?
     let exitPromise: EventLoopPromise<Void>
 
@@ -189,10 +192,16 @@ public final class NodeDaemon: @unchecked Sendable {
     var monotonicMs: UInt64 { (DispatchTime.now().uptimeNanoseconds - startedUptimeNs) / 1_000_000 }
 
     func log(_ s: String) {
-        let line = "\(logTimeFormat.string(from: Date())) \(plan.name): \(s)"
-        FileHandle.standardError.write(Data((line + "\n").utf8))
-        broadcast(["type": "log", "resource": plan.name, "message": s])
+        // The limiter is the loop's: a line from another thread goes through it.
+        guard loop.inEventLoop else { loop.execute { self.log(s) }; return }
+        // Repeated messages are limited (a few a minute each); events carry what the log does.
+        for m in logLimiter.lines(for: s, nowMs: monotonicMs) {
+            let line = "\(logTimeFormat.string(from: wall.now())) \(plan.name): \(m)"
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+            broadcast(["type": "log", "resource": plan.name, "message": m])
+        }
     }
+    private var logLimiter = LogLimiter()
 
     /// Feeds the engine (on the loop) and carries out what it asks.
     func feed(_ event: EngineEvent) {
@@ -230,8 +239,11 @@ public final class NodeDaemon: @unchecked Sendable {
 
     /// One JSON line to every `events` subscriber; nothing is built when nobody listens.
     func broadcast(_ object: [String: Any]) {
-        guard !eventSubscribers.isEmpty,
-              let d = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+        guard !eventSubscribers.isEmpty else { return }
+        // Each event says when it happened (the wall clock, as drbdsetup events2 --timestamps).
+        var object = object
+        object["time"] = logTimeFormat.string(from: wall.now())
+        guard let d = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
         let line = String(decoding: d, as: UTF8.self)
         for (_, sub) in eventSubscribers { sub(line) }
     }
@@ -353,9 +365,10 @@ public final class NodeDaemon: @unchecked Sendable {
         if st.connection.isSyncing || verifying {
             // A resync counts down the bits left; a verify counts up the blocks verified.
             let left = verifying ? st.verifyTotalBits &- st.verifyDoneBits : st.outOfSyncBits
-            let now = Date()
+            // The rate on the monotonic clock: a wall clock stepped meanwhile does not skew it.
+            let now = monotonicMs
             if let s = rateSample, s.bits >= left {
-                let dt = now.timeIntervalSince(s.time)
+                let dt = Double(now &- s.time) / 1000
                 if dt > 0 { syncRate = Double(s.bits - left) * 4096 / dt }
             }
             rateSample = (now, left)
@@ -400,7 +413,7 @@ public final class NodeDaemon: @unchecked Sendable {
         }
         let answered = OnceFlag()
         let limitMs = plan.settings.snapshotHoldMs
-        let p = SnapshotKeeper.Point(generation: point.generation, epoch: point.epoch, time: Date().timeIntervalSince1970,
+        let p = SnapshotKeeper.Point(generation: point.generation, epoch: point.epoch, time: wall.now().timeIntervalSince1970,
                                      consistency: point.consistency)
         let loop = self.loop
         Task {

@@ -94,4 +94,19 @@ import Testing
         #expect(ConfigDumper.escape("") == "\"\"")
         #expect(ConfigDumper.escape("plain") == "plain")
     }
+
+    /// A flag takes yes or no as drbdadm does, so `dump` output (which prints wait-after-sb as
+    /// `yes`) parses again; found by the config fuzz target's round trip.
+    @Test func flagsTakeYesOrNo() throws {
+        func startup(_ text: String) throws -> String {
+            let c = try ConfigParser.parse(text: "resource r { startup { \(text) } on a { device /dev/drbd0; disk /d; address 10.0.0.1:7789; meta-disk internal; } on b { device /dev/drbd0; disk /d; address 10.0.0.2:7789; meta-disk internal; } }", file: "t.res")
+            let dump = ConfigDumper.dump(c.resources[0], node: "a")
+            _ = try ConfigParser.parse(text: dump, file: "dump.res")
+            return dump
+        }
+        #expect(try startup("wait-after-sb;").contains("wait-after-sb    yes;"))
+        #expect(try startup("wait-after-sb yes;").contains("wait-after-sb    yes;"))
+        #expect(try startup("wait-after-sb no;").contains("wait-after-sb     no;"))
+        #expect(throws: ConfigError.self) { try startup("wait-after-sb maybe;") }
+    }
 }

@@ -23,6 +23,8 @@ final class Cluster {
         /// The port at which a node reaches its peer, when not the peer's own (a relay between
         /// them), by node name: that node's file gives the peer this port.
         var peerPort: [String: Int] = [:]
+        /// More environment for every `tandem` run (a daemon started by `up` inherits it).
+        var environment: [String: String] = [:]
         var disk = ""
         var startup = ""
         var handlers = ""
@@ -42,6 +44,7 @@ final class Cluster {
     let addresses: (String, String)
     let tcpExport: Bool
     let devices: [String: String]
+    let environment: [String: String]
 
     init(_ o: Options = Options()) throws {
         dir = NSTemporaryDirectory() + "tandem-cluster-\(UUID().uuidString.prefix(8))"
@@ -50,6 +53,7 @@ final class Cluster {
         ports = (base, base + 1)
         size = o.size
         tcpExport = o.tcpExport
+        environment = o.environment
         if o.namespaces {
             let tag = String(format: "%04x", Int.random(in: 0..<0x10000))
             let h = (alpha: "tnd-a-\(tag)", beta: "tnd-b-\(tag)", alphaLink: "tva\(tag)", betaLink: "tvb\(tag)")
@@ -146,9 +150,9 @@ final class Cluster {
         let argv = ["-c", "\(dir)/\(node).conf", "--node", node] + args
         if let h = hosts {
             return try Tools.run("/usr/sbin/ip", ["netns", "exec", node == "alpha" ? h.alpha : h.beta, Tools.tandem] + argv,
-                                 env: ["TANDEM_RUN_DIR": runDir(node)])
+                                 env: environment.merging(["TANDEM_RUN_DIR": runDir(node)]) { $1 })
         }
-        return try Tools.run(Tools.tandem, argv, env: ["TANDEM_RUN_DIR": runDir(node)])
+        return try Tools.run(Tools.tandem, argv, env: environment.merging(["TANDEM_RUN_DIR": runDir(node)]) { $1 })
     }
 
     /// Limits each host's sending side of the link to `mbit` Mbit/s (tc's token bucket filter).

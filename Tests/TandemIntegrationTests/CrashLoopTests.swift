@@ -17,7 +17,6 @@ import TandemCodecs
         let rounds = Int(env["TANDEM_CRASH_ROUNDS"] ?? "") ?? 3
         let seed = UInt64(env["TANDEM_CRASH_SEED"] ?? "") ?? UInt64.random(in: 1...UInt64(UInt32.max))
         var rng = SplitMix64(seed: seed)
-        func pick<T>(_ all: [T]) -> T { all[Int(rng.next() % UInt64(all.count))] }
         let blocks = 4096  // 16 MiB of the 24 MiB data area
         let c = try Cluster(.init(wireProtocol: "C", size: 24 << 20, net: "compression off;", disk: "c-max-rate 20M; resync-rate 20M;"))
         defer { c.shutdown() }
@@ -27,6 +26,22 @@ import TandemCodecs
         defer { if load.process.isRunning { load.process.terminate() } }
         var tally: [String: Int] = [:]
         for round in 1...rounds {
+            do {
+                try self.round(c, round, rounds, seed, &rng, &load, &tally, ackLog: ackLog, blocks: blocks)
+            } catch {
+                // What both daemons said last, to see why.
+                let tails = c.nodes.map { n in "\(n) log:\n" + c.log(n).split(separator: "\n").suffix(40).joined(separator: "\n") }
+                throw TestFailure("\(error)\n" + tails.joined(separator: "\n"))
+            }
+        }
+        try load.stop()
+        print("CrashLoopTests: \(rounds) rounds, seed \(seed), \(load.acks) writes acknowledged and checked, kills \(tally.sorted { $0.key < $1.key })")
+    }
+
+    func round(_ c: Cluster, _ round: Int, _ rounds: Int, _ seed: UInt64, _ rng: inout SplitMix64, _ load: inout StampedLoad,
+               _ tally: inout [String: Int], ackLog: String, blocks: Int) throws {
+        func pick<T>(_ all: [T]) -> T { all[Int(rng.next() % UInt64(all.count))] }
+        do {
             let phase = pick(Phase.allCases), victim = pick(Victim.allCases)
             let delayMs = 200 + Int(rng.next() % 1800)
             tally["\(phase.rawValue)/\(victim.rawValue)", default: 0] += 1
@@ -77,11 +92,9 @@ import TandemCodecs
             let same = try c.dataHash("alpha", bytes: area) == (try c.dataHash("beta", bytes: area))
             #expect(same, "\(what): the disks differ")
             for n in c.nodes { try load.check(c.disk(n), "\(what): \(n)") }
-            if !same { break }
+            if !same { throw TestFailure("\(what): the disks differ") }
             load = try StampedLoad(c, blocks: blocks, ackLog: ackLog, seqBase: (round * 10_000_000) + 5_000_000)
         }
-        try load.stop()
-        print("CrashLoopTests: \(rounds) rounds, seed \(seed), \(load.acks) writes acknowledged and checked, kills \(tally.sorted { $0.key < $1.key })")
     }
 
     /// alpha back as Primary once it is connected (a crashed primary comes back Secondary).

@@ -10,8 +10,7 @@ import TandemEngine
 final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
     typealias InboundOut = Never
 
-    enum Phase { case clientFlags, options, transmission }
-    private var phase = Phase.clientFlags
+    private var parser = NBDStreamParser()
     private var noZeroes = false
     private let backend: NBDBackend
     private let log: @Sendable (String) -> Void
@@ -31,7 +30,7 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
         self.backend = backend
         self.admission = admission
         self.log = log
-        if transmissionOnly { phase = .transmission }
+        if transmissionOnly { parser.phase = .transmission }
     }
 
     static func greeting(_ allocator: ByteBufferAllocator) -> ByteBuffer {
@@ -43,61 +42,23 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
     }
 
     func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        switch phase {
-        case .clientFlags:
-            guard let flags = buffer.readInteger(as: UInt32.self) else { return .needMoreData }
-            guard flags & NBDProtocol.clientFixedNewstyle != 0 else {
-                log("nbd: client does not speak fixed newstyle; closing")
-                context.close(promise: nil)
-                return .needMoreData
-            }
-            noZeroes = flags & NBDProtocol.clientNoZeroes != 0
-            phase = .options
-            return .continue
-        case .options:
-            guard buffer.readableBytes >= 16 else { return .needMoreData }
-            let magic: UInt64 = buffer.getInteger(at: buffer.readerIndex)!
-            let option: UInt32 = buffer.getInteger(at: buffer.readerIndex + 8)!
-            let length: UInt32 = buffer.getInteger(at: buffer.readerIndex + 12)!
-            guard magic == NBDProtocol.optionMagic, length <= 4096 else {
-                log("nbd: bad option header; closing")
-                context.close(promise: nil)
-                buffer.moveReaderIndex(to: buffer.writerIndex)
-                return .needMoreData
-            }
-            guard buffer.readableBytes >= 16 + Int(length) else { return .needMoreData }
-            buffer.moveReaderIndex(forwardBy: 16)
-            let data = buffer.readBytes(length: Int(length)) ?? []
-            handleOption(context: context, option: option, data: data)
-            return .continue
-        case .transmission:
-            guard buffer.readableBytes >= 28 else { return .needMoreData }
-            let i = buffer.readerIndex
-            let magic: UInt32 = buffer.getInteger(at: i)!
-            let flags: UInt16 = buffer.getInteger(at: i + 4)!
-            let type: UInt16 = buffer.getInteger(at: i + 6)!
-            let handle: UInt64 = buffer.getInteger(at: i + 8)!
-            let offset: UInt64 = buffer.getInteger(at: i + 16)!
-            let length: UInt32 = buffer.getInteger(at: i + 24)!
-            guard magic == NBDProtocol.requestMagic else {
-                log("nbd: bad request magic 0x\(String(magic, radix: 16)); closing this connection")
-                buffer.moveReaderIndex(to: buffer.writerIndex)
-                context.close(promise: nil)
-                return .needMoreData
-            }
-            let payload = type == NBDCommand.write.rawValue ? Int(length) : 0
-            if payload > Int(NBDProtocol.maximumPayload) {
-                log("nbd: write of \(length) bytes exceeds the \(NBDProtocol.maximumPayload)-byte limit; closing this connection")
-                buffer.moveReaderIndex(to: buffer.writerIndex)
-                context.close(promise: nil)
-                return .needMoreData
-            }
-            guard buffer.readableBytes >= 28 + payload else { return .needMoreData }
-            buffer.moveReaderIndex(forwardBy: 28)
-            let data = payload > 0 ? buffer.readBytes(length: payload)! : []
-            handleRequest(context: context, flags: flags, type: type, handle: handle, offset: offset, length: length, data: data)
-            return .continue
+        let item: NBDStreamParser.Item
+        do {
+            guard let next = try parser.next(&buffer) else { return .needMoreData }
+            item = next
+        } catch {
+            log("nbd: \(error); closing this connection")
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            context.close(promise: nil)
+            return .needMoreData
         }
+        switch item {
+        case .clientFlags(let nz): noZeroes = nz
+        case .option(let code, let data): handleOption(context: context, option: code, data: data)
+        case .request(let r):
+            handleRequest(context: context, flags: r.flags, type: r.type, handle: r.handle, offset: r.offset, length: r.length, data: r.data)
+        }
+        return .continue
     }
 
     func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
@@ -143,7 +104,7 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
             b.writeInteger(transmissionFlags)
             if !noZeroes { b.writeBytes([UInt8](repeating: 0, count: 124)) }
             context.writeAndFlush(NIOAny(b), promise: nil)
-            phase = .transmission
+            parser.phase = .transmission
         case NBDProtocol.optAbort:
             optionReply(context, option, NBDProtocol.repAck)
             context.close(promise: nil)
@@ -156,12 +117,7 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
             optionReply(context, option, NBDProtocol.repServer, d)
             optionReply(context, option, NBDProtocol.repAck)
         case NBDProtocol.optInfo, NBDProtocol.optGo:
-            guard data.count >= 6 else { optionReply(context, option, NBDProtocol.repErrInvalid); return }
-            let nameLength = Int(UInt32(data[0]) << 24 | UInt32(data[1]) << 16 | UInt32(data[2]) << 8 | UInt32(data[3]))
-            guard data.count >= 4 + nameLength + 2 else { optionReply(context, option, NBDProtocol.repErrInvalid); return }
-            let name = String(decoding: data[4..<(4 + nameLength)], as: UTF8.self)
-            let nInfo = Int(UInt16(data[4 + nameLength]) << 8 | UInt16(data[5 + nameLength]))
-            guard data.count == 4 + nameLength + 2 + 2 * nInfo else { optionReply(context, option, NBDProtocol.repErrInvalid); return }
+            guard let (name, _) = NBDStreamParser.infoRequest(data) else { optionReply(context, option, NBDProtocol.repErrInvalid); return }
             guard name == backend.exportName || name.isEmpty else {
                 optionReply(context, option, NBDProtocol.repErrUnknown, Array("unknown export \"\(name)\"".utf8))
                 return
@@ -178,7 +134,7 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
             }
             optionReply(context, option, NBDProtocol.repInfo, sizes)
             optionReply(context, option, NBDProtocol.repAck)
-            if option == NBDProtocol.optGo { phase = .transmission }
+            if option == NBDProtocol.optGo { parser.phase = .transmission }
         default:
             optionReply(context, option, NBDProtocol.repErrUnsup)
         }

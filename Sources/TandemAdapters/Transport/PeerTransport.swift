@@ -58,6 +58,12 @@ public final class PeerTransport: @unchecked Sendable {
     private var connecting = false
     private var enabled = false
     private var retryDelay = TimeAmount.milliseconds(200)
+    /// When the link last came up, and how many links in a row went down within
+    /// `shortLinkLimit` of coming up (a peer whose disk is full drops every resync at once):
+    /// the wait before reconnecting doubles with each, up to connect-int.
+    private var establishedAt: NIODeadline?
+    private var shortLinks = 0
+    static let shortLinkLimit = TimeAmount.seconds(10)
     private var retryTask: Scheduled<Void>?
     private var handshakeDeadline: Scheduled<Void>?
     // Handshake progress.
@@ -117,6 +123,8 @@ public final class PeerTransport: @unchecked Sendable {
     /// (Re)starts connection attempts: `connect`.
     public func enable() {
         enabled = true
+        shortLinks = 0
+        retryDelay = .milliseconds(200)
         scheduleAttempt(after: iConnectFirst ? .milliseconds(10) : .milliseconds(1500))
     }
 
@@ -135,8 +143,19 @@ public final class PeerTransport: @unchecked Sendable {
 
     /// Drops the connection (a protocol error or the engine's decision) and reconnects later.
     public func drop(reason: String) {
+        let delay = delayAfterLinkLoss()
         closeAll(reason: reason, notify: false)
-        if enabled { scheduleAttempt(after: retryDelay) }
+        if enabled { scheduleAttempt(after: delay) }
+    }
+
+    /// The wait before reconnecting after a link went down: 200 ms after a link that lasted,
+    /// doubling with each link in a row that went down soon after it came up.
+    private func delayAfterLinkLoss() -> TimeAmount {
+        guard let up = establishedAt else { return retryDelay }
+        establishedAt = nil
+        if NIODeadline.now() - up < PeerTransport.shortLinkLimit { shortLinks += 1 } else { shortLinks = 0 }
+        let d = shortLinks <= 1 ? TimeAmount.milliseconds(200) : .milliseconds(200 << Int64(min(shortLinks - 1, 10)))
+        return min(d, maxRetryDelay)
     }
 
     /// Sends a packet; `written` runs (on the loop) once it is in the kernel's socket buffer,
@@ -390,6 +409,7 @@ public final class PeerTransport: @unchecked Sendable {
         handshakeDeadline?.cancel()
         retryTask?.cancel()
         retryDelay = .milliseconds(200)
+        establishedAt = .now()
         // The node that accepted the meta connection holds the tie-breaker (RESOLVE_CONFLICTS).
         callbacks.established(a.version, a.features, !metaOutgoing)
         let early = pendingEarly
@@ -436,6 +456,12 @@ public final class PeerTransport: @unchecked Sendable {
             callbacks.lost(reason)
         }
         let was = isEstablished
+        if was {
+            let delay = delayAfterLinkLoss()
+            closeAll(reason: reason, notify: was)
+            if enabled { scheduleAttempt(after: delay) }
+            return
+        }
         closeAll(reason: reason, notify: was)
         if enabled { scheduleAttempt(after: retryDelay); retryDelay = min(retryDelay * 2, maxRetryDelay) }
     }

@@ -154,7 +154,12 @@ public struct ConfigParser {
             }
             switch spec.kind {
             case .flag:
-                guard values.isEmpty else { throw ConfigError(loc, "'\(name)' takes no value") }
+                // Written alone or with yes/no, as drbdadm takes it (and prints wait-after-sb as
+                // `yes`, so a dump parses again).
+                guard values.isEmpty || (values.count == 1 && ["yes", "no"].contains(values[0])) else {
+                    throw ConfigError(loc, "'\(name)' takes yes, no or nothing, got '\(values.joined(separator: " "))'")
+                }
+                if values.first == "no" { return ConfigOption(name: name, value: "no", location: loc) }
                 return ConfigOption(name: name, value: section == "startup" && name == "wait-after-sb" ? "yes" : nil, location: loc)
             case .boolean:
                 if values.isEmpty { values = ["yes"] }
