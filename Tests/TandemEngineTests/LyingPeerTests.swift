@@ -117,3 +117,39 @@ import TandemCodecs
         #expect(pair.engines[0].bitmap.setCount == 4, "the source lost its marks")
     }
 }
+
+/// The two connections of a link are not ordered with each other: what the peer sends on the
+/// data socket after its reply on the meta socket may arrive first. Found by the crash loop: a
+/// peer that granted `invalidate` sent P_SYNC_UUID (data), which overtook its reply (meta), and
+/// the invalidating node dropped the link ("P_SYNC_UUID while Connected").
+@Suite struct SocketOrderTests {
+    @Test(arguments: ["invalidate", "restore"])
+    func aSyncUUIDThatOvertakesTheReplyWaitsForIt(_ verb: String) throws {
+        var pair = EnginePair(settings: PeerBadInputTests.settings())
+        for n in 0..<2 { pair.feed(n, .admin(token: 0, .connect)) }
+        pair.connect()
+        pair.settle()
+        pair.feed(0, .admin(token: 1, .primary(force: false)))
+        pair.settle()
+        try #require(pair.states == [.connected, .connected])
+        pair.hold = { to, p in
+            if to == 1, case .stateChangeReply = p { return true }
+            return false
+        }
+        pair.feed(1, .admin(token: 9, verb == "invalidate" ? .invalidate : .restore(discardMyData: false)))
+        pair.settle(ms: 300)
+        #expect(pair.drops.isEmpty, "\(pair.drops)")
+        try #require(pair.held.count == 1, "the reply was not held: \(pair.held.map(\.1.command))")
+        // The reply arrives last.
+        let held = pair.held
+        pair.held = []
+        pair.hold = { _, _ in false }
+        for (to, p, s) in held { pair.feed(to, .packet(p, from: s)) }
+        pair.settle(ms: 5000)
+        #expect(pair.drops.isEmpty, "\(pair.drops)")
+        #expect(pair.states == [.connected, .connected], "\(pair.states)")
+        #expect(pair.engines[1].status.disk == .upToDate)
+        #expect(pair.engines[0].bitmap.setCount == 0 && pair.engines[1].bitmap.setCount == 0)
+        #expect(pair.disks[0] == pair.disks[1])
+    }
+}

@@ -21,13 +21,14 @@ import Testing
         let load = try StampedLoad(c, blocks: 4096)
         defer { if load.process.isRunning { load.process.terminate() } }
         try load.waitForProgress(50)
-        let linesBefore = c.nodes.map { c.log($0).split(separator: "\n").count }
         let eventsFile = c.dir + "/events.json"
         let events = try Tools.spawn("/bin/sh", ["-c", "TANDEM_RUN_DIR=\(c.runDir("alpha")) TANDEM_WALL_CLOCK_OFFSET_FILE=\(clock) exec \(Tools.tandem) -c \(c.dir)/alpha.conf --node alpha events r0 > \(eventsFile)"])
         defer { events.terminate() }
         sleep(1)
         #expect(try c.tandem("alpha", "connect", "r0").status == 0)
         try c.wait("alpha", timeout: 30, "the resync") { $0["connection"] as? String == "SyncSource" }
+        // From here on, nothing but the resync and the writes may happen.
+        let linesBefore = c.nodes.map { c.log($0).split(separator: "\n").count }
         var rates: [Int] = []
         for offset in ["3600", "-3600"] {
             try "\(offset)\n".write(toFile: clock, atomically: true, encoding: .utf8)
@@ -44,16 +45,17 @@ import Testing
             }
         }
         try load.stop()
-        // The rate is measured on the monotonic clock: about 3 MiB/s at both steps.
-        #expect(rates.count == 2 && rates.allSatisfy { $0 > 1024 && $0 < 8192 }, "sync rates after the steps (KiB/s): \(rates)")
+        // The rate is measured on the monotonic clock: near 3 MiB/s at both steps (a rate on the
+        // wall clock would be 24 MiB over an hour, under 10 KiB/s, after the step forward).
+        #expect(rates.count == 2 && rates.allSatisfy { $0 > 100 && $0 < 100 * 1024 }, "sync rates after the steps (KiB/s): \(rates)")
         let iso = ISO8601DateFormatter()
         iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         for (i, n) in c.nodes.enumerated() {
             let lines = c.log(n).split(separator: "\n").dropFirst(linesBefore[i])
             for bad in ["connection lost", "PingAck did not arrive", "Remote failed to finish", "timed out", "handshake"] {
-                #expect(!lines.contains { $0.contains(bad) }, "\(n) logged \"\(bad)\" after the connect:\n\(lines.joined(separator: "\n"))")
+                #expect(!lines.contains { $0.contains(bad) }, "\(n) logged \"\(bad)\" during the resync:\n\(lines.joined(separator: "\n"))")
             }
-            #expect(lines.filter { $0.contains("Began resync") }.count <= 1, "\(n) began more than one resync:\n\(lines.joined(separator: "\n"))")
+            #expect(!lines.contains { $0.contains("Began resync") }, "\(n) began another resync:\n\(lines.joined(separator: "\n"))")
         }
         // The daemon took the stepped clock: its events (a progress event a second during the
         // resync) carry times an hour ahead of the first and an hour behind it.

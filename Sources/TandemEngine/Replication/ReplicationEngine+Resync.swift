@@ -139,8 +139,11 @@ extension ReplicationEngine {
     }
 
     mutating func onSyncUUID(_ u: UInt64) {
-        if conn == .startingSyncT {
-            // The peer started first; this node's all-set bitmap is not durable yet.
+        if conn == .startingSyncT || (conn == .connected && awaitsReplyToStartSyncAsTarget) {
+            // The peer started first; this node's all-set bitmap is not durable yet. Or the
+            // peer granted this node's invalidate (or restore) and went on at once: its
+            // P_SYNC_UUID (data socket) overtook its reply (meta socket). It waits for the
+            // reply, as the kernel's receive_sync_uuid waits for WFSyncUUID.
             pendingSyncUUID = u
             return
         }
@@ -170,6 +173,15 @@ extension ReplicationEngine {
         let durableAt = writeBackBitmap()
         resync?.bitmapDurableAt = durableAt
         resyncStep()
+    }
+
+    /// This node asked the peer to start a resync toward it (invalidate, restore) and has not
+    /// had the answer yet.
+    var awaitsReplyToStartSyncAsTarget: Bool {
+        switch pendingAdmin?.command {
+        case .invalidate?, .restore?: true
+        default: false
+        }
     }
 
     // MARK: target side
