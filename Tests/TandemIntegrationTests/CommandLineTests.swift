@@ -17,6 +17,31 @@ import Testing
         }
     }
 
+    /// Values with characters beyond letters, digits and `-_./` are quoted as drbdadm quotes
+    /// them, so the dump reads back (found by the config fuzz target: a `;` inside a quoted
+    /// device URI was printed bare).
+    @Test func dumpQuotesWhatDrbdadmQuotes() throws {
+        let path = NSTemporaryDirectory() + "quoting-\(UUID().uuidString.prefix(6)).res"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try """
+            resource r0 {
+              on alpha { device /dev/drbd0; disk "/tmp/a;b{c}#d\\"e:f=g"; address 10.0.0.1:7789; meta-disk internal; }
+              on beta { device /dev/drbd0; disk "/tmp/x y+z@w"; address 10.0.0.2:7789; meta-disk internal; }
+            }
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let theirs = try Tools.run(Self.drbdadm, ["-c", path, "dump", "r0"], env: ["__DRBD_NODE__": "alpha"])
+        let ours = try Tools.tandem("-c", path, "--node", "alpha", "dump", "r0")
+        #expect(theirs.status == 0 && ours.status == 0, "\(theirs.err) \(ours.err)")
+        #expect(ours.out == theirs.out)
+        // And our dump reads back to the same dump.
+        let again = path + ".dump"
+        defer { try? FileManager.default.removeItem(atPath: again) }
+        try ours.out.write(toFile: again, atomically: true, encoding: .utf8)
+        let twice = try Tools.tandem("-c", again, "--node", "alpha", "dump", "r0")
+        #expect(twice.status == 0, "\(twice.err)")
+        #expect(twice.out.split(separator: "\n").dropFirst(2) == ours.out.split(separator: "\n").dropFirst(2))
+    }
+
     /// Without --show-secrets, dump prints the shared secret as <hidden> and nothing else changes.
     @Test func dumpHidesTheSharedSecret() throws {
         let path = Tools.fixtures + "/valid-basic.res"

@@ -1,10 +1,15 @@
 /// Prints a resource in DRBD syntax the way `drbdadm-84 dump RES` does (same order, same
 /// column layout, same quoting), so the two can be compared line by line.
 public enum ConfigDumper {
-    /// Quotes a value when it contains blanks or backslashes, as drbdadm does.
+    /// Quotes a value unless it is only ASCII letters, digits and `-_./`, as drbdadm does (a
+    /// `;`, `{` or `#` left bare would end the value when the dump is read again); inside the
+    /// quotes `"` and `\` are escaped.
     public static func escape(_ s: String) -> String {
         if s.isEmpty { return "\"\"" }
-        guard s.contains(" ") || s.contains("\t") || s.contains("\\") else { return s }
+        let plain = s.unicodeScalars.allSatisfy { c in
+            ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) || c == "-" || c == "_" || c == "." || c == "/"
+        }
+        guard !plain else { return s }
         var out = "\""
         for c in s {
             if c == "\"" || c == "\\" { out.append("\\") }

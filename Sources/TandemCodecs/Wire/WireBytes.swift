@@ -56,18 +56,23 @@ public struct WireReader: Sendable {
     public mutating func rest() -> [UInt8] { defer { offset = bytes.count }; return Array(bytes[(bytes.startIndex + offset)...]) }
     public mutating func raw(_ n: Int) throws(WireError) -> [UInt8] { Array(try take(n)) }
 
-    /// A NUL-terminated string in a fixed field; bytes after the NUL are ignored.
+    /// A NUL-terminated string in a fixed field; bytes after the NUL are ignored. Not valid
+    /// UTF-8 is refused (the names these fields hold are ASCII; decoding them lossily would
+    /// hand on a name the peer never sent).
     public mutating func fixedString(width: Int) throws(WireError) -> String {
         let f = try take(width)
-        guard let nul = f.firstIndex(of: 0) else { throw .badString(command: command) }
-        return String(decoding: f[f.startIndex..<nul], as: UTF8.self)
+        guard let nul = f.firstIndex(of: 0), let s = String(validating: f[f.startIndex..<nul], as: UTF8.self) else {
+            throw .badString(command: command)
+        }
+        return s
     }
 
     /// A NUL-terminated string filling the rest of the body (P_PROTOCOL's integrity-alg).
     public mutating func trailingCString(max: Int) throws(WireError) -> String {
         let r = rest()
-        guard r.count <= max, let nul = r.firstIndex(of: 0), nul == r.count - 1 else { throw .badString(command: command) }
-        return String(decoding: r[..<nul], as: UTF8.self)
+        guard r.count <= max, let nul = r.firstIndex(of: 0), nul == r.count - 1,
+              let s = String(validating: r[..<nul], as: UTF8.self) else { throw .badString(command: command) }
+        return s
     }
 
     public func expectEnd() throws(WireError) {
