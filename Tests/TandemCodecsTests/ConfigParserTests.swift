@@ -109,4 +109,24 @@ import Testing
         #expect(try startup("wait-after-sb no;").contains("wait-after-sb     no;"))
         #expect(throws: ConfigError.self) { try startup("wait-after-sb maybe;") }
     }
+
+    /// Addresses are IP addresses, as drbdadm requires, and a resource name may be quoted (as
+    /// dump prints one that needs it); found by the config fuzz target.
+    @Test func addressesAndQuotedNames() throws {
+        func parse(_ name: String, _ a: String, _ b: String) throws -> DRBDConfig {
+            try ConfigParser.parse(text: "resource \(name) { on a { device /dev/drbd0; disk /d; address \(a); meta-disk internal; } on b { device /dev/drbd0; disk /d; address \(b); meta-disk internal; } }", file: "t.res")
+        }
+        for bad in ["10.0.0x2:7789", "10.0.0.256:7789", "10.0.0:7789", "alpha.example:7789", "ipv6 [::g]:7789", "ipv6 [1:2:3:4:5:6:7:8:9]:7789"] {
+            #expect(throws: ConfigError.self, "\(bad)") { try parse("r", "10.0.0.1:7789", bad) }
+        }
+        for good in ["10.0.0.2:7789", "ipv4 192.168.1.254:1", "ipv6 [::1]:7789", "ipv6 [fe80::1:2]:7789", "ipv6 [::ffff:10.0.0.2]:7789", "ipv6 [1:2:3:4:5:6:7:8]:7789"] {
+            #expect(throws: Never.self, "\(good)") { _ = try parse("r", "10.0.0.1:7789", good) }
+        }
+        let c = try parse("\"r0:x\"", "10.0.0.1:7789", "10.0.0.2:7789")
+        #expect(c.resources.first?.name == "r0:x")
+        let dump = ConfigDumper.dump(c.resources[0], node: "a")
+        #expect(dump.contains("resource \"r0:x\" {"))
+        #expect(try ConfigParser.parse(text: dump, file: "dump.res").resources.first?.name == "r0:x")
+    }
 }
+

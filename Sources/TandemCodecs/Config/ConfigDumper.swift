@@ -42,7 +42,7 @@ public enum ConfigDumper {
             line("\(name) {")
             indent += 1
             for o in options {
-                if let v = o.value, !showSecrets && ConfigDumper.secretOptions.contains(o.name) {
+                if o.value != nil, !showSecrets && ConfigDumper.secretOptions.contains(o.name) {
                     pair(o.name, "<hidden>")
                 } else if let v = o.value {
                     // drbdadm prints become-primary-on's host list unquoted.

@@ -5,6 +5,33 @@
 /// Reading included files is I/O, which codecs do not do: the caller passes a loader that
 /// expands an include pattern (relative to the including file) into files and their text.
 public struct ConfigParser {
+    /// Four decimal numbers 0..255 joined by dots.
+    static func isIPv4<S: StringProtocol>(_ h: S) -> Bool {
+        let parts = h.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { p in
+            !p.isEmpty && p.count <= 3 && p.allSatisfy { $0.isASCII && $0.isNumber } && Int(p)! <= 255
+        }
+    }
+
+    /// Groups of up to four hex digits joined by colons, at most one `::`, optionally ending
+    /// in an IPv4 address.
+    static func isIPv6<S: StringProtocol>(_ h: S) -> Bool {
+        var text = String(h)
+        var groupsAllowed = 8
+        if let lastColon = text.lastIndex(of: ":"), text[text.index(after: lastColon)...].contains(".") {
+            guard isIPv4(text[text.index(after: lastColon)...]) else { return false }
+            text = String(text[...lastColon]) + "0"
+            groupsAllowed = 7
+        }
+        let chars = Array(text)
+        let doubleColons = chars.indices.dropLast().filter { chars[$0] == ":" && chars[$0 + 1] == ":" }.count
+        guard text.contains(":"), doubleColons <= 1, !text.contains(":::") else { return false }
+        let groups = text.split(separator: ":", omittingEmptySubsequences: true)
+        let compressed = doubleColons == 1
+        guard groups.allSatisfy({ g in g.count <= 4 && g.allSatisfy(\.isHexDigit) }) else { return false }
+        return compressed ? groups.count < groupsAllowed : groups.count == groupsAllowed
+    }
+
     /// Expands `include PATTERN;` seen in `fromFile` to the files it names, with their text.
     public typealias IncludeLoader = (_ pattern: String, _ fromFile: String) throws -> [(path: String, text: String)]
 
@@ -193,7 +220,13 @@ public struct ConfigParser {
 
         func parseResource(_ s: inout TokenStream, at loc: SourceLocation) throws(ConfigError) -> ResourceConfig {
             let nameToken = s.next()
-            guard case .word(let name) = nameToken.kind else { throw ConfigError(nameToken.location, "expected a resource name, got \(nameToken.shown)") }
+            // A name may be quoted, as drbdadm takes it (and as dump prints a name that needs it).
+            let name: String
+            switch nameToken.kind {
+            case .word(let w): name = w
+            case .string(let q) where !q.isEmpty: name = q
+            default: throw ConfigError(nameToken.location, "expected a resource name, got \(nameToken.shown)")
+            }
             try s.expect(.openBrace, "'{'")
             var sections = ConfigSections()
             var seen = Set<String>()
@@ -319,6 +352,10 @@ public struct ConfigParser {
                 portText = text[text.index(after: colon)...]
             }
             guard !host.isEmpty, let port = UInt16(portText), port > 0 else { throw ConfigError(loc, "invalid address '\(text)': expected HOST:PORT with a port of 1..65535") }
+            // As drbdadm: an address, not a host name.
+            guard family == "ipv4" ? ConfigParser.isIPv4(host) : ConfigParser.isIPv6(host) else {
+                throw ConfigError(loc, "invalid address '\(text)': '\(host)' is not an \(family == "ipv4" ? "IPv4" : "IPv6") address")
+            }
             return ConfigAddress(family: family, host: String(host), port: port)
         }
 
