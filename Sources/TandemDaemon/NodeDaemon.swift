@@ -543,8 +543,9 @@ final class ExportBackend: NBDBackend, @unchecked Sendable {
             let st = d.engine.status
             switch request.command {
             case .read:
-                if st.role == .primary && st.disk == .inconsistent {
-                    // Instant access: the engine serves it, from the peer where not restored yet.
+                if st.role == .primary && st.disk < .upToDate {
+                    // Instant access, or a detached disk: the engine serves it, from the peer
+                    // where this disk lacks the data.
                     let id = d.nextID
                     d.nextID += 1
                     d.pendingApp[id] = reply
@@ -558,7 +559,12 @@ final class ExportBackend: NBDBackend, @unchecked Sendable {
                     .whenComplete { r in
                         switch r {
                         case .success(let data): reply(NBDReply(data: data))
-                        case .failure: reply(NBDReply(error: NBDProtocol.eIO))
+                        case .failure(let e):
+                            // on-io-error applies; the engine answers from the peer if it can.
+                            let id = d.nextID
+                            d.nextID += 1
+                            d.pendingApp[id] = reply
+                            d.feed(.appReadFailed(id: id, offset: request.offset, length: UInt64(request.length), error: "\(e)"))
                         }
                     }
                 return

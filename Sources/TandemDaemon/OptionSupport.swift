@@ -4,7 +4,7 @@ import TandemEngine
 /// Which values of DRBD's resource options Tandem honours. The file is refused at `up` when it
 /// asks for anything else, with the reason, so an operator never believes an option is in force
 /// when it is not. Options not listed here are honoured with every value the grammar allows
-/// (protocol, timeouts, the resync controller, max-buffers, max-epoch-size, al-extents,
+/// (protocol, on-io-error, timeouts, the resync controller, max-buffers, max-epoch-size, al-extents,
 /// sndbuf-size, rcvbuf-size, connect-int, ...), or change nothing that Tandem does
 /// (disable-write-same, tcp-cork, use-rle). verify-alg and csums-alg must name a digest this
 /// build has and match the peer's.
@@ -21,8 +21,6 @@ enum OptionSupport {
 
     static let rules: [Rule] = [
         Rule(section: "disk", name: "max-bio-bvecs", honoured: only(nil, "0"), reason: "it limits kernel bios and has no meaning here"),
-        Rule(section: "disk", name: "on-io-error", honoured: only(nil, "pass_on"),
-             reason: "data I/O errors are passed on to the application; only meta-data I/O errors detach the disk"),
         Rule(section: "disk", name: "fencing", honoured: only(nil, "dont-care", "resource-only"),
              reason: "it freezes I/O while fence-peer runs, and Tandem never suspends I/O (resource-only is supported)"),
         Rule(section: "disk", name: "disk-barrier", honoured: only(nil, "no"), reason: "barrier write ordering is not supported (flushes or drain are)"),

@@ -128,6 +128,14 @@ public struct ResourcePlan: Sendable {
         for o in r.sections.handlers + (c.common?.handlers ?? []) {
             if let h = Handler(rawValue: o.name), handlers[h] == nil, let cmd = o.value { handlers[h] = cmd }
         }
+        switch v("on-io-error", "disk") {
+        case "pass_on": st.onIOError = .passOn
+        case "call-local-io-error": st.onIOError = .callLocalIOError
+        default: st.onIOError = .detach
+        }
+        if st.onIOError == .callLocalIOError && handlers[.localIOError] == nil {
+            throw ConfigError(nil, "\(r.name): on-io-error call-local-io-error needs a local-io-error handler (it is what it calls)")
+        }
         if st.fencing != .dontCare && handlers[.fencePeer] == nil {
             throw ConfigError(nil, "\(r.name): fencing resource-only needs a fence-peer handler (it is what outdates the peer)")
         }

@@ -22,6 +22,16 @@ struct EnginePair {
     var adminResults: [UInt64: String] = [:]
     var completed: Set<UInt64> = []
     var handlersRun: [(Int, Handler)] = []
+    /// Per node: why a data operation fails (nil: it succeeds); failed writes change nothing.
+    var diskFault: [(DiskOperation) -> String?] = [{ _ in nil }, { _ in nil }]
+    /// Per node: meta-data completions held back instead of completed.
+    var holdMeta = [false, false]
+    var heldMeta: [(Int, UInt64)] = []
+    /// Application calls answered with an error, and reads answered (nil data: an error).
+    var appErrors: [UInt64: String] = [:]
+    var reads: [UInt64: (data: [UInt8]?, error: String?)] = [:]
+    var logs: [[String]] = [[], []]
+    func log(_ n: Int) -> [String] { logs[n] }
 
     static let sectors: UInt64 = 16384  // 8 MiB
     /// Each node's data area as `.checkBacking` finds it (a test grows it for a resize).
@@ -44,6 +54,7 @@ struct EnginePair {
                 if linkUp { wire.append((1 - n, p, .data)) }
                 sentReports.append((n, t))
             case .disk(let t, let op):
+                if let why = diskFault[n](op) { diskQueue.append((n, t, .failed(why))); continue }
                 switch op {
                 case .write(let o, let d, _): disks[n].replaceSubrange(Int(o)..<Int(o) + d.count, with: d); diskQueue.append((n, t, .ok))
                 case .zero(let o, let l, _):
@@ -51,7 +62,7 @@ struct EnginePair {
                 case .read(let o, let l): diskQueue.append((n, t, .data(Array(disks[n][Int(o)..<Int(o) + l]))))
                 case .flush: diskQueue.append((n, t, .ok))
                 }
-            case .metaData(let t, _): diskQueue.append((n, t, .ok))
+            case .metaData(let t, _): if holdMeta[n] { heldMeta.append((n, t)) } else { diskQueue.append((n, t, .ok)) }
             case .dropLink(let why):
                 drops.append("node \(n): \(why)")
                 cut()
@@ -59,7 +70,11 @@ struct EnginePair {
             case .takeSnapshot(let id, let p): snapshotsAsked.append((n, id, p))
             case .adminDone(let t, let e): adminDone[t] = .some(e)
             case .adminResult(let t, let text): adminResults[t] = text
-            case .completeApp(let id, _): completed.insert(id)
+            case .completeApp(let id, let e):
+                completed.insert(id)
+                if let e { appErrors[id] = e }
+            case .completeRead(let id, let d, let e): reads[id] = (d, e)
+            case .log(let line): logs[n].append(line)
             case .runHandler(let h): handlersRun.append((n, h))
             default: break
             }

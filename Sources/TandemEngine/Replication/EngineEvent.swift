@@ -17,8 +17,12 @@ public enum EngineEvent: Sendable {
     case appZero(id: UInt64, offset: UInt64, length: UInt64, discard: Bool, fua: Bool)
     /// NBD FLUSH.
     case appFlush(id: UInt64)
-    /// NBD READ on a Primary whose disk is being restored (an UpToDate disk is read directly).
+    /// NBD READ on a Primary whose disk is being restored or is detached (an UpToDate disk is
+    /// read directly).
     case appRead(id: UInt64, offset: UInt64, length: UInt64)
+    /// A read the daemon made directly from the UpToDate disk failed: the engine applies
+    /// on-io-error and answers the read from the peer where it can (DRBD's read retry).
+    case appReadFailed(id: UInt64, offset: UInt64, length: UInt64, error: String)
     /// A disk or meta-data operation the engine asked for has finished.
     case diskDone(token: UInt64, result: DiskResult)
     /// The packet of a `.sendTracked` action is in the kernel's socket buffer.
@@ -155,9 +159,25 @@ public enum Handler: String, Sendable, CaseIterable {
     /// backup start, ...); the mark is sent once it exits 0, and the snapshot is tagged
     /// application-consistent. Any other exit takes no snapshot.
     case beforeSnapshot = "before-snapshot"
+    /// on-io-error call-local-io-error: a data read or write of the local disk failed (the
+    /// disk is detached as well).
+    case localIOError = "local-io-error"
     /// A Tandem addition: run right after the mark is sent, or after a before-snapshot that
     /// failed or ran too long (it undoes what that did: fsfreeze -u, the backup's stop).
     case afterSnapshot = "after-snapshot"
+}
+
+/// disk on-io-error: what a node does when a read or write of its data area fails (meta-data
+/// errors always detach).
+public enum IOErrorPolicy: Sendable, Equatable {
+    /// The failed blocks are marked out of sync and the disk becomes Inconsistent: reads of
+    /// those blocks go to the peer, and they resync from it (at once when connected).
+    case passOn
+    /// As detach, after running the local-io-error handler.
+    case callLocalIOError
+    /// The disk is detached (Diskless): the node stays connected, and a Primary goes on
+    /// serving reads and writes through its UpToDate peer (the default, as DRBD 8.4).
+    case detach
 }
 
 /// disk fencing: what a node does about its peer's data when the link is lost.
@@ -198,6 +218,7 @@ public struct EngineSettings: Sendable, Equatable {
     /// match (rule 100), with a full sync.
     public var alwaysAsbp = false
     public var fencing = Fencing.dontCare
+    public var onIOError = IOErrorPolicy.detach
     public var discardMyData = false
     /// disk size: the device is this many sectors, not the whole data area (0: the data area).
     public var userSizeSectors: UInt64 = 0

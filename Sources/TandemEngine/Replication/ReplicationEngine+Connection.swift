@@ -210,11 +210,18 @@ extension ReplicationEngine {
         if d == .negotiating { d = l.peerUUIDFlags & UUIDSet.flagInconsistent != 0 ? .inconsistent : .consistent }
         let oldPeerDisk = peerDisk
         peerDisk = d
+        if conn != .wfReportParams && d <= .failed && oldPeerDisk > .failed {
+            peerDiskLost()
+            if link == nil { return }
+        }
         switch conn {
         case .wfReportParams:
             if d <= .failed || disk <= .failed {
                 conn = .connected
                 sendState()
+                if d <= .failed { peerDiskLost() }
+                // What this detached node knows its disk missed reaches the peer again.
+                if disk <= .diskless && link != nil { sendOutOfSyncRuns() }
             } else if l.peerUUIDs == nil {
                 fail("protocol error: peer sent P_STATE before P_UUIDS")
             } else {

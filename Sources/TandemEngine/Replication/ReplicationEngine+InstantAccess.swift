@@ -71,7 +71,7 @@ extension ReplicationEngine {
         }
         let lo = offset / 4096, hi = (offset + length + 4095) / 4096
         if disk == .upToDate || (disk == .inconsistent && !(bitmap.nextSet(from: lo).map { $0 < hi } ?? false)) {
-            diskOp(.read(offset: offset, length: Int(length)), .appRead(id: id))
+            diskOp(.read(offset: offset, length: Int(length)), .appRead(id: id, offset: offset, length: length))
             return
         }
         guard link != nil, peerDisk == .upToDate, replicating else {
@@ -147,10 +147,10 @@ extension ReplicationEngine {
         emit(.completeRead(id: id, data: r.error == nil ? r.data : nil, error: r.error))
     }
 
-    mutating func onAppReadDone(_ id: UInt64, _ result: DiskResult) {
+    mutating func onAppReadDone(_ id: UInt64, _ offset: UInt64, _ length: UInt64, _ result: DiskResult) {
         switch result {
         case .data(let d): emit(.completeRead(id: id, data: d, error: nil))
-        case .failed(let why): emit(.completeRead(id: id, data: nil, error: "local disk: \(why)"))
+        case .failed(let why): onAppReadFailed(id: id, offset: offset, length: length, error: why)
         case .ok: emit(.completeRead(id: id, data: nil, error: "local disk returned no data"))
         }
     }
@@ -194,6 +194,7 @@ extension ReplicationEngine {
 
     mutating func onPeerDataReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32, _ blockID: UInt64) {
         guard gen == linkGeneration, link != nil else { return }
+        if noteLocalResult(result, .read(offset: sector * 512, length: UInt64(size))), link == nil { return }
         if case .data(let d) = result, d.count == Int(size) {
             send(.data(.dataReply, DataHeader(sector: sector, blockID: blockID, seqNum: 0, flags: 0), digest: [], payload: d))
         } else {

@@ -77,6 +77,7 @@ extension ReplicationEngine {
             return
         }
         lane.doneSeq = seq
+        releaseWritesAfterBits(upTo: seq)
         if !gate.durableAt.isEmpty { gate.durableAt = gate.durableAt.filter { $0.value > seq } }
         if !gate.waitingForTransaction.isEmpty {
             let ready = gate.waitingForTransaction.filter { $0.seq <= seq }
@@ -168,6 +169,8 @@ extension ReplicationEngine {
     /// activity log; it holds the extent from now until it is retired.
     mutating func admit(_ rid: UInt64) {
         guard let r = requests[rid] else { return }
+        // No disk, no activity log: the write goes to the peer at once.
+        if disk <= .diskless { issue(rid); return }
         // Writes that need a new slot queue behind those already waiting (no overtaking for
         // slots); writes to a hot extent go on at once.
         if !gate.waitingForSlot.isEmpty && !gate.log.contains(r.extent) { waitForSlot(rid); return }
@@ -253,25 +256,34 @@ extension ReplicationEngine {
 
     // MARK: detaching
 
-    /// DRBD detaches the disk on any meta-data I/O error, whatever on-io-error says: the node
-    /// can no longer vouch for what its disk holds. Writes waiting for the activity log fail
-    /// (they were never issued); writes already issued finish; nothing more reaches the disk.
+    /// DRBD detaches the disk on any meta-data I/O error, whatever on-io-error says, and on
+    /// data I/O errors under on-io-error detach: the node can no longer vouch for what its disk
+    /// holds. Writes already issued finish; nothing more reaches the disk. A Primary with an
+    /// UpToDate peer goes on through it: writes waiting for the activity log go to the peer
+    /// alone. Otherwise they fail (they were never issued). A resync or verify cannot go on.
     mutating func detach(_ why: String) {
         guard disk > .diskless else { return }
         let reason = "\(why); disk detached"
         lastError = reason
         diskError = reason
-        log(reason)
         disk = .diskless
         lane.queue.removeAll()
         gate.durableAt.removeAll()
-        let unissued = transferLogWaiting + gate.waitingForSlot + gate.waitingForTransaction.map(\.rid)
-        transferLogWaiting.removeAll()
+        failWritesAfterBits(reason)
+        let throughPeer = role == .primary && servedThroughPeer && resync == nil && verify == nil
+        log(throughPeer ? "\(reason): I/O goes on through the peer, whose disk is UpToDate" : reason)
+        let waitingForLog = gate.waitingForSlot + gate.waitingForTransaction.map(\.rid)
         gate.waitingForSlot.removeAll()
         gate.waitingForTransaction.removeAll()
-        for rid in unissued { failUnissued(rid, reason) }
-        if resync != nil {
-            fail("resync aborted: \(reason)")
+        if throughPeer {
+            for rid in waitingForLog { issue(rid) }
+        } else {
+            let unissued = transferLogWaiting + waitingForLog
+            transferLogWaiting.removeAll()
+            for rid in unissued { failUnissued(rid, reason) }
+        }
+        if resync != nil || verify != nil {
+            fail("resync or verify aborted: \(reason)")
             return
         }
         sendState()

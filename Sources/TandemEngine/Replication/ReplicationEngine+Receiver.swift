@@ -121,8 +121,15 @@ extension ReplicationEngine {
         inbound.pending += 1
         for b in offset / 4096..<(offset + UInt64(size) + 4095) / 4096 { localWriteBlocks[b, default: 0] += 1 }
         receiveBudget.peerWriteBytes += Int(size) + QueueLimits.packetOverhead
-        diskOp(op, .peerWrite(generation: linkGeneration, ack: ackCmd, sector: h.sector, blockID: h.blockID,
-                              size: size, clearsBits: clears))
+        let purpose = DiskPurpose.peerWrite(generation: linkGeneration, ack: ackCmd, sector: h.sector, blockID: h.blockID,
+                                            size: size, clearsBits: clears)
+        // The peer has no disk: this is the only copy, and the write is marked for the peer's
+        // disk durably before it is issued.
+        if peerDisk <= .failed, let seq = markForAbsentPeerDisk(offset: offset, length: UInt64(size)) {
+            writesAfterBits.append((seq, op, purpose))
+            return
+        }
+        diskOp(op, purpose)
     }
 
     mutating func onPeerWriteDone(_ gen: UInt64, _ result: DiskResult, _ ack: PacketCommand?, _ sector: UInt64,
@@ -135,9 +142,10 @@ extension ReplicationEngine {
         guard gen == linkGeneration, link != nil else { return }
         inbound.pending -= 1
         receiveBudget.peerWriteBytes -= Int(size) + QueueLimits.packetOverhead
-        if case .failed = result {
+        if case .failed(let why) = result {
             send(.blockAck(.negAck, BlockAck(sector: sector, blockID: blockID, size: size, seqNum: nextSeq())), .meta)
-            setBits(offset: sector * 512, length: UInt64(size))
+            localIOError(.write(offset: sector * 512, length: UInt64(size)), why)
+            guard link != nil else { return }
         } else {
             if clears { clearBits(offset: sector * 512, length: UInt64(size)) }
             if let ack { send(.blockAck(ack, BlockAck(sector: sector, blockID: blockID, size: size, seqNum: nextSeq())), .meta) }
@@ -163,7 +171,7 @@ extension ReplicationEngine {
     mutating func maybeFlushInbound() {
         guard let c = inbound.closing, !c.flushIssued, inbound.pending == 0 else { return }
         inbound.closing?.flushIssued = true
-        if settings.diskFlushes {
+        if settings.diskFlushes && disk > .diskless {
             barrierFlushes += 1
             diskOp(.flush, .inboundFlush(generation: linkGeneration))
         } else {
@@ -174,6 +182,8 @@ extension ReplicationEngine {
     mutating func onInboundFlushDone(_ gen: UInt64, _ result: DiskResult) {
         guard gen == linkGeneration, link != nil, let c = inbound.closing else { return }
         if case .failed(let why) = result {
+            // The epoch's writes may not be durable: the link goes, so the primary marks them.
+            localIOError(.flush, why)
             fail("local disk flush failed: \(why)")
             return
         }

@@ -321,8 +321,13 @@ extension ReplicationEngine {
     }
 
     mutating func onResyncWriteDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64) {
-        guard gen == linkGeneration, resync?.inFlight[sector] != nil else { return }
-        if case .failed(let why) = result { fail("local disk write failed during resync: \(why)"); return }
+        guard gen == linkGeneration, let v = resync?.inFlight[sector] else { return }
+        if case .failed(let why) = result {
+            // pass_on keeps the disk: the link goes and the resync starts again on reconnect.
+            localIOError(.write(offset: sector * 512, length: UInt64(v.size)), why)
+            if link != nil { fail("local disk write failed during resync: \(why)") }
+            return
+        }
         let left = changeResync { r -> Int in
             r.inFlight[sector]!.writesLeft -= 1
             return r.inFlight[sector]!.writesLeft
@@ -361,7 +366,11 @@ extension ReplicationEngine {
 
     mutating func onResyncFlushDone(_ gen: UInt64, _ result: DiskResult) {
         guard gen == linkGeneration, let r = resync, !r.isSource, r.finalFlushIssued, conn == .syncTarget else { return }
-        if case .failed(let why) = result { fail("local disk flush failed at the end of the resync: \(why)"); return }
+        if case .failed(let why) = result {
+            localIOError(.flush, why)
+            if link != nil { fail("local disk flush failed at the end of the resync: \(why)") }
+            return
+        }
         guard r.inFlight.isEmpty, bitmap.setCount == 0 else {
             resync?.finalFlushIssued = false
             requestResyncBlocks()
@@ -466,6 +475,7 @@ extension ReplicationEngine {
 
     mutating func onResyncReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32, _ blockID: UInt64) {
         guard gen == linkGeneration, link != nil else { return }
+        if noteLocalResult(result, .read(offset: sector * 512, length: UInt64(size))), link == nil { return }
         sendResyncReply(result, sector, size, blockID)
     }
 
@@ -474,6 +484,7 @@ extension ReplicationEngine {
     mutating func onCsumSourceReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32,
                                        _ blockID: UInt64, _ peerDigest: [UInt8]) {
         guard gen == linkGeneration, link != nil else { return }
+        if noteLocalResult(result, .read(offset: sector * 512, length: UInt64(size))), link == nil { return }
         if case .data(let d) = result, d.count == Int(size), csumsDigest(d) == peerDigest {
             receiveBudget.resyncReplyBytes -= Int(size)
             resyncSameBytes += UInt64(size)
@@ -488,6 +499,7 @@ extension ReplicationEngine {
     /// (if the read failed, the block is asked for plainly).
     mutating func onCsumReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32) {
         guard gen == linkGeneration, link != nil, resync?.inFlight[sector] != nil else { return }
+        if noteLocalResult(result, .read(offset: sector * 512, length: UInt64(size))), link == nil { return }
         let req = BlockRequest(sector: sector, blockID: BlockRequest.syncerID, size: size)
         if case .data(let d) = result, d.count == Int(size) {
             send(.blockRequest(.csumRSRequest, req, digest: csumsDigest(d)))

@@ -13,10 +13,17 @@ extension ReplicationEngine {
                 .startingSyncT].contains(conn)
     }
 
+    /// A Primary whose disk is Inconsistent (being restored, or after a pass_on error) or
+    /// detached goes on with an UpToDate peer that takes its writes: what its own disk lacks,
+    /// the peer has.
+    var servedThroughPeer: Bool {
+        (disk == .inconsistent || disk <= .diskless) && peerDisk == .upToDate && replicating
+    }
+
     func validate(offset: UInt64, length: UInt64) -> String? {
         if role != .primary { return "resource is Secondary: writes are refused" }
         if draining != nil { return "resource is going down" }
-        if disk < .upToDate && !(disk == .inconsistent && (conn == .syncTarget || conn == .pausedSyncT) && peerDisk == .upToDate) {
+        if disk < .upToDate && !servedThroughPeer {
             return "local disk is \(disk) and no UpToDate peer is connected"
         }
         if offset % 512 != 0 || length % 512 != 0 { return "request is not aligned to 512 bytes" }
@@ -62,9 +69,21 @@ extension ReplicationEngine {
     mutating func onAppFlush(id: UInt64) {
         guard role == .primary else { emit(.completeApp(id: id, error: "resource is Secondary")); return }
         closeEpoch()
-        let needEpoch: UInt32? = (settings.wireProtocol == 3 && replicating) ? unackedEpochs.last?.number : nil
+        // Without a disk the peer's is the only copy: the flush waits for its barrier ack
+        // whatever the protocol.
+        let hasDisk = disk > .diskless
+        if !hasDisk && !replicating {
+            emit(.completeApp(id: id, error: "no local disk and no UpToDate peer"))
+            return
+        }
+        let needEpoch: UInt32? = ((settings.wireProtocol == 3 || !hasDisk) && replicating) ? unackedEpochs.last?.number : nil
         flushWaiters.append(FlushWaiter(id: id, epoch: needEpoch))
-        diskOp(.flush, .appFlush(id: id))
+        if hasDisk {
+            diskOp(.flush, .appFlush(id: id))
+        } else {
+            flushWaiters[flushWaiters.count - 1].localDone = true
+            checkFlushWaiters()
+        }
     }
 
     /// Starts one request of an application call (all pieces of a call share its app id; the
@@ -112,7 +131,14 @@ extension ReplicationEngine {
         }
         r.pending = nil
         r.sentAtMs = nowMs
+        // Detached: the write goes to the peer alone, and fails unless the peer takes it.
+        let hasDisk = disk > .diskless
+        if !hasDisk {
+            r.localDone = true
+            r.localError = "the local disk is detached"
+        }
         requests[rid] = r
+        defer { if !hasDisk { maybeComplete(rid) } }
         let (offset, length) = (r.offset, r.length)
         if replicating && conn == .connected { checkCongestion() }
         if !replicating {
@@ -122,11 +148,11 @@ extension ReplicationEngine {
                 send(.blockDescriptor(.outOfSync, BlockDescriptor(sector: offset / 512, size: UInt32(length))))
             }
         }
-        for b in offset / 4096..<(offset + length + 4095) / 4096 { localWriteBlocks[b, default: 0] += 1 }
+        if hasDisk { for b in offset / 4096..<(offset + length + 4095) / 4096 { localWriteBlocks[b, default: 0] += 1 } }
         if restoringPrimary && replicating { noteRestoreWrite(rid) }
         switch op {
         case .write(let data, let fua):
-            diskOp(.write(offset: offset, data: data, fua: fua), .appWrite(request: rid))
+            if hasDisk { diskOp(.write(offset: offset, data: data, fua: fua), .appWrite(request: rid)) }
             // compression lz4 (or auto on a slow link): the data goes as one LZ4 block to a
             // peer that decodes it, if that saves an eighth.
             let packed = replicating ? compressedForReplication(data) : nil
@@ -140,7 +166,7 @@ extension ReplicationEngine {
                 return .data(.data, h, digest: [], payload: data)
             }
         case .zero(let discard, let fua):
-            diskOp(.zero(offset: offset, length: length, discard: discard), .appWrite(request: rid))
+            if hasDisk { diskOp(.zero(offset: offset, length: length, discard: discard), .appWrite(request: rid)) }
             let feature = discard ? ConnectionFeatures.trim : ConnectionFeatures.writeZeroes
             if let l = link, l.featureFlags & feature != 0 {
                 replicate(rid, fua: fua, carriesData: false) { h in .trim(discard ? .trim : .zeroes, h, size: UInt32(length)) }
@@ -196,6 +222,7 @@ extension ReplicationEngine {
     mutating func onReplicatedSent(_ rid: UInt64) {
         guard settings.wireProtocol == 1, link != nil, var r = requests[rid], r.peerPending else { return }
         r.peerPending = false
+        r.peerWrote = true
         requests[rid] = r
         maybeComplete(rid)
     }
@@ -218,6 +245,7 @@ extension ReplicationEngine {
         r.localDone = true
         if case .failed(let why) = result { r.localError = why }
         requests[rid] = r
+        _ = noteLocalResult(result, .write(offset: r.offset, length: r.length))
         maybeComplete(rid)
     }
 
@@ -233,7 +261,8 @@ extension ReplicationEngine {
                 return
             }
             call.left -= 1
-            call.error = call.error ?? r.localError
+            // A local error fails the application's write only if the peer did not take it.
+            call.error = call.error ?? (r.peerWrote ? nil : r.localError)
             if call.left == 0 {
                 appCalls[r.appID] = nil
                 emit(.completeApp(id: r.appID, error: call.error.map { "local disk: \($0)" }))
@@ -268,14 +297,18 @@ extension ReplicationEngine {
             return
         }
         switch cmd {
-        case .recvAck: if settings.wireProtocol == 2 { r.peerPending = false }
-        case .writeAck: if settings.wireProtocol == 3 { r.peerPending = false }
+        case .recvAck: if settings.wireProtocol == 2 { r.peerPending = false; r.peerWrote = true }
+        case .writeAck:
+            if settings.wireProtocol == 3 { r.peerPending = false }
+            r.peerWrote = true
         case .rsWriteAck:
             if settings.wireProtocol == 3 { r.peerPending = false }
+            r.peerWrote = true
             clearBits(offset: r.offset, length: r.length)
         case .negAck:
             setBits(offset: r.offset, length: r.length)
             r.peerPending = false
+            r.peerWrote = false
         default:
             fail("unsupported \(cmd) from peer")
             return
@@ -351,8 +384,17 @@ extension ReplicationEngine {
         case .appFlush(let id):
             if let i = flushWaiters.firstIndex(where: { $0.id == id }) {
                 if case .failed(let why) = result {
-                    flushWaiters.remove(at: i)
-                    emit(.completeApp(id: id, error: "local flush failed: \(why)"))
+                    localIOError(.flush, why)
+                    guard let j = flushWaiters.firstIndex(where: { $0.id == id }) else { break }
+                    if disk <= .diskless && replicating {
+                        // Detached: the peer's barrier ack makes the flush good.
+                        flushWaiters[j].epoch = flushWaiters[j].epoch ?? unackedEpochs.last?.number
+                        flushWaiters[j].localDone = true
+                        checkFlushWaiters()
+                    } else {
+                        flushWaiters.remove(at: j)
+                        emit(.completeApp(id: id, error: "local flush failed: \(why)"))
+                    }
                 } else {
                     flushWaiters[i].localDone = true
                     checkFlushWaiters()
@@ -362,7 +404,7 @@ extension ReplicationEngine {
             onPeerWriteDone(gen, result, ack, sector, blockID, size, clears)
         case .inboundFlush(let gen): onInboundFlushDone(gen, result)
         case .snapshotFlush(let id): onSnapshotFlushDone(id: id, result)
-        case .appRead(let id): onAppReadDone(id, result)
+        case .appRead(let id, let offset, let length): onAppReadDone(id, offset, length, result)
         case .peerDataRead(let gen, let sector, let size, let blockID): onPeerDataReadDone(gen, result, sector, size, blockID)
         case .resyncRead(let gen, let sector, let size, let blockID): onResyncReadDone(gen, result, sector, size, blockID)
         case .resyncWrite(let gen, let sector): onResyncWriteDone(gen, result, sector)

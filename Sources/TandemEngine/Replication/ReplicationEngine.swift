@@ -69,6 +69,9 @@ public struct ReplicationEngine: Sendable {
     /// issued before it (reads run in parallel, and a write the peer never got as P_DATA, made
     /// while Ahead or disconnected, would be lost).
     var localWriteBlocks: [UInt64: Int] = [:]
+    /// The peer has no disk: its writes wait here until their bits are durable (the meta-data
+    /// write of that sequence number), in arrival order.
+    var writesAfterBits: [(seq: UInt64, op: DiskOperation, purpose: DiskPurpose)] = []
     /// Reads of a restoring Primary served from the peer.
     var peerReads = PeerReads()
     /// Blocks that writes of a restoring Primary cover until they are retired (at the peer).
@@ -226,6 +229,8 @@ public struct ReplicationEngine: Sendable {
             onAppZero(id: id, offset: offset, length: length, discard: discard, fua: fua)
         case .appFlush(let id): onAppFlush(id: id)
         case .appRead(let id, let offset, let length): onAppRead(id: id, offset: offset, length: length)
+        case .appReadFailed(let id, let offset, let length, let error):
+            onAppReadFailed(id: id, offset: offset, length: length, error: error)
         case .diskDone(let token, let result): onDiskDone(token, result)
         case .sent(let token): onSent(token)
         case .admin(let token, let cmd): onAdmin(token, cmd)
@@ -341,7 +346,7 @@ enum DiskPurpose: Sendable {
     case appFlush(id: UInt64)
     case peerWrite(generation: UInt64, ack: PacketCommand?, sector: UInt64, blockID: UInt64, size: UInt32, clearsBits: Bool)
     case inboundFlush(generation: UInt64)
-    case appRead(id: UInt64)
+    case appRead(id: UInt64, offset: UInt64, length: UInt64)
     case peerDataRead(generation: UInt64, sector: UInt64, size: UInt32, blockID: UInt64)
     case resyncRead(generation: UInt64, sector: UInt64, size: UInt32, blockID: UInt64)
     case resyncWrite(generation: UInt64, sector: UInt64)
@@ -381,6 +386,9 @@ struct Request: Sendable {
     var countsInFlight = false
     var localDone = false
     var localError: String?
+    /// The peer took the write as the protocol confirms it (sent for A, received for B,
+    /// written for C): a local error alone does not fail the application's write then.
+    var peerWrote = false
     /// Waiting for P_RECV_ACK (protocol B) or P_WRITE_ACK (protocol C).
     var peerPending = false
     var completed = false
