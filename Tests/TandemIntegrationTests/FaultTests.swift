@@ -128,9 +128,10 @@ import Testing
 
     /// A faulty disk under alpha: nbdkit's memory plugin behind its error filter, exposed as a
     /// file by nbdfuse, with a loop device on it. While the inject file exists every write
-    /// fails. A write to a cold extent then fails on its activity-log transaction: the write is
-    /// answered with an error and never reaches the disk, the disk detaches (Diskless), status
-    /// says why, and `down` leaves the meta-data unclean.
+    /// fails. A write to a cold extent then fails on its activity-log transaction: the disk
+    /// detaches (Diskless), status and events say why, and the write, never issued to the
+    /// failing disk, goes to beta alone and succeeds, as do the writes after it (a Diskless
+    /// Primary serves through its UpToDate peer). `down` leaves the meta-data unclean.
     @Test func metaDataWriteFailureDetachesTheDisk() throws {
         // While this file exists, every write to the disk fails.
         let inject = NSTemporaryDirectory() + "tandem-inject-\(UUID().uuidString.prefix(8))"
@@ -151,10 +152,11 @@ import Testing
         FileManager.default.createFile(atPath: inject, contents: nil)
         let offset = 20 << 20
         let r = try Tools.run("/usr/bin/python3", [Tools.helpers + "/aio-writes.py", c.uri("alpha"), "10", "\(offset)"])
-        #expect(r.out.contains("\"failed\": [\(offset)]"), "the write whose transaction failed was not refused: \(r.out) \(r.err)")
+        #expect(r.out.contains("\"failed\": []"), "the write was refused although beta took it: \(r.out) \(r.err)")
         try c.wait("alpha", timeout: 10, "the disk detached") { $0["disk"] as? String == "Diskless" }
         let s = try c.status("alpha")
         #expect((s["disk-error"] as? String ?? "").contains("meta-data write failed"), "\(s)")
+        #expect(s["connection"] as? String == "Connected" && s["peer-disk"] as? String == "UpToDate", "\(s)")
         let text = try c.tandem("alpha", "status", "r0").out
         #expect(text.contains("disk:Diskless") && text.contains("disk-error: meta-data write failed"), "\(text)")
         #expect(c.log("alpha").contains("disk detached"))
@@ -169,16 +171,65 @@ import Testing
             }
         }
         #expect(sawDetach, "events did not report the detach with its reason")
-        // Nothing of the refused write reached either disk.
+        // The write reached beta only: alpha's disk never saw it.
         try FileManager.default.removeItem(atPath: inject)
-        for n in c.nodes {
-            let block = try Tools.run("/bin/sh", ["-c", "dd if=\(c.disk(n)) bs=4096 skip=\(offset / 4096) count=1 status=none | tr -d '\\000' | wc -c"])
-            #expect(block.out.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(n) holds data of a write that was refused")
+        func block(_ n: String, _ at: Int) throws -> Int {
+            let b = try Tools.run("/bin/sh", ["-c", "dd if=\(c.disk(n)) bs=4096 skip=\(at / 4096) count=1 status=none | tr -d '\\000' | wc -c"])
+            return Int(b.out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
         }
-        // Further writes are refused while the disk is detached.
+        #expect(try block("alpha", offset) == 0, "the detached disk holds the write")
+        #expect(try block("beta", offset) > 0, "beta does not hold the write alpha acknowledged")
+        // Further writes go on through beta, with the disk mended or not: it stays detached.
         let again = try Tools.run("/usr/bin/python3", [Tools.helpers + "/aio-writes.py", c.uri("alpha"), "10", "0"])
-        #expect(again.out.contains("\"failed\": [0]"), "\(again.out)")
+        #expect(again.out.contains("\"failed\": []"), "\(again.out)")
+        #expect(try c.status("alpha")["disk"] as? String == "Diskless")
         c.down("alpha")
         #expect(c.log("alpha").contains("meta-data left unclean"))
+    }
+
+    /// #12 item 6: alpha's disk starts returning EIO (reads and writes) under a stamped write
+    /// load. on-io-error detach (the default): alpha goes Diskless and stays Connected, the load
+    /// goes on without an error through beta, and reads of the export (served by beta) return
+    /// what beta holds. beta marks what alpha's disk missed. With the disk mended, `down` and
+    /// `up` of alpha resync exactly that: the disks end identical and every acknowledged write
+    /// is on both.
+    @Test func aPrimaryWhoseDiskFailsUnderLoadServesThroughItsPeer() throws {
+        let inject = NSTemporaryDirectory() + "tandem-inject-\(UUID().uuidString.prefix(8))"
+        let disk = try FilteredDisk(["--filter=error", "memory", "64M",
+                                     "error-pwrite=EIO", "error-pwrite-rate=100%", "error-pwrite-file=" + inject,
+                                     "error-pread=EIO", "error-pread-rate=100%", "error-pread-file=" + inject])
+        defer { disk.remove(); try? FileManager.default.removeItem(atPath: inject) }
+        let c = try Cluster(.init(size: 64 << 20, alphaDevice: disk.device))
+        defer { c.shutdown() }
+        try c.start()
+        // 32 MiB of blocks, some of them in cold extents: the fault meets data and meta-data writes.
+        let load = try StampedLoad(c, blocks: 8192)
+        try load.waitForProgress(300)
+        FileManager.default.createFile(atPath: inject, contents: nil)
+        try c.wait("alpha", timeout: 20, "the disk detached") { $0["disk"] as? String == "Diskless" }
+        try load.waitForProgress(1000)
+        let s = try c.status("alpha")
+        #expect(s["role"] as? String == "Primary" && s["connection"] as? String == "Connected" && s["peer-disk"] as? String == "UpToDate", "\(s)")
+        #expect((s["disk-error"] as? String ?? "").contains("failed"), "\(s)")
+        let summary = try load.stop()
+        #expect(summary.contains("\"err\": 0"), "the application saw errors: \(summary)")
+        let b = try c.status("beta")
+        #expect(b["peer-disk"] as? String == "Diskless" && (b["out-of-sync-kib"] as? Int ?? 0) > 0, "\(b)")
+        // Reads go to beta: the whole export read through alpha is beta's data area.
+        let size = try c.exportSize
+        let copy = c.dir + "/export-copy"
+        let cp = try Tools.run("/usr/bin/nbdcopy", [c.uri("alpha"), copy])
+        #expect(cp.status == 0, "reading the export of the Diskless primary: \(cp.err)")
+        let copyHash = try Tools.run("/bin/sh", ["-c", "sha256sum < \(copy)"]).out.prefix(64)
+        #expect(String(copyHash) == (try c.dataHash("beta", bytes: size)), "reads through the Diskless primary differ from beta's disk")
+        // Mended: the disk comes back with its meta-data and resyncs what it missed.
+        try FileManager.default.removeItem(atPath: inject)
+        c.down("alpha")
+        try c.up("alpha")
+        try c.waitInSync(timeout: 120)
+        #expect(try c.dataHash("alpha", bytes: size) == (try c.dataHash("beta", bytes: size)), "the disks differ after the resync")
+        try load.check(c.disk("alpha"), "alpha")
+        try load.check(c.disk("beta"), "beta")
+        print("FaultTests: \(summary.trimmingCharacters(in: .whitespacesAndNewlines)); beta marked \(b["out-of-sync-kib"] ?? "?") KiB for the detached disk")
     }
 }
