@@ -99,6 +99,11 @@ import TandemCodecs
         pair.feed(0, .appWrite(id: 101, offset: 1 << 20, data: Self.data(0xB2), fua: false))
         pair.settle(ms: 200)
         #expect(pair.completed.contains(101) && pair.appErrors[101] == nil)
+        // The secondary drops the link once (what it had not flushed is marked by the
+        // primary) and reconnects Diskless.
+        #expect(pair.drops.contains { $0.contains("node 1: the disk was detached") }, "\(pair.drops)")
+        pair.connect()
+        pair.settle(ms: 200)
         #expect(pair.engines[1].status.disk == .diskless && pair.states == [.connected, .connected], "\(pair.states)")
         #expect(pair.engines[0].status.peerDisk == .diskless)
         #expect(pair.engines[0].bitmap.isSet(256), "the write the secondary failed is not marked")
@@ -159,6 +164,23 @@ import TandemCodecs
         pair.feed(0, .appRead(id: 103, offset: 0, length: 4096))
         pair.feed(0, .appFlush(id: 104))
         #expect(pair.appErrors[102] != nil && pair.appErrors[104] != nil && pair.reads[103]?.data == nil)
+    }
+
+    /// Detached, the Primary's write is good only if the peer wrote it: when the peer's disk
+    /// fails too, the application gets the error.
+    @Test func aWriteNoCopyTookFails() throws {
+        var pair = Self.pair(.detach)
+        pair.diskFault[0] = Self.failWrites
+        pair.feed(0, .appWrite(id: 101, offset: 1 << 20, data: Self.data(0xB2), fua: false))
+        pair.settle(ms: 200)
+        try #require(pair.engines[0].status.disk == .diskless && pair.appErrors[101] == nil)
+        pair.diskFault[1] = Self.failWrites
+        pair.feed(0, .appWrite(id: 102, offset: 2 << 20, data: Self.data(0xC3), fua: false))
+        pair.settle(ms: 200)
+        #expect(pair.completed.contains(102) && pair.appErrors[102] != nil, "\(pair.appErrors)")
+        #expect(pair.engines[1].status.disk == .diskless)
+        pair.feed(0, .appWrite(id: 103, offset: 0, data: Self.data(0xD4), fua: false))
+        #expect(pair.appErrors[103]?.contains("no UpToDate peer") == true, "\(pair.appErrors)")
     }
 
     @Test func passOnMarksTheBlockAndReadsItFromThePeer() throws {

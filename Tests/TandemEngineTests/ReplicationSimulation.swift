@@ -35,6 +35,9 @@ struct SimDisk {
     var touched: [Range<Int>] = []
     /// Operations completed (a cheap "did anything change" for the divergence check).
     var completions = 0
+    /// A failing device: every data read, write and flush fails (and changes nothing); the
+    /// meta-data area still works.
+    var failing = false
 
     init(sectors: Int) { volatile = .init(repeating: 0, count: sectors); durable = volatile }
 
@@ -103,6 +106,7 @@ struct SimDisk {
     mutating func complete(_ index: Int) -> (UInt64, DiskResult) {
         let (token, op, seq) = queue.remove(at: index)
         completions += 1
+        if failing, case .data = op { return (token, .failed("Input/output error")) }
         if case .data(let d) = op, let r = range(d) {
             switch d { case .write, .zero: touched.append(r); default: break }
         }
@@ -302,6 +306,17 @@ struct ReplicationSimulation {
     var reads: [UInt64: (node: Int, offset: Int, expected: [UInt64], loose: Set<Int>)] = [:]
     var readsChecked = 0
     var readsFailed = 0
+    /// Disk faults, one seed in ten: from step 300 (once the other node is UpToDate and
+    /// Connected) node `faultNode`'s data reads and writes fail, under on-io-error detach or pass_on (by seed); at step 500 the disk is mended. A
+    /// detached node then restarts on it (from its meta-data, as `down` and `up`); a pass_on
+    /// Primary gets `resync`. Reads are checked throughout (served by the peer where this disk
+    /// failed them).
+    let diskFaultSeed: Bool
+    let faultNode: Int
+    /// Nodes whose disk failed: their disks no longer hold a state the primary passed through
+    /// at an epoch boundary (failed writes are missing), so the write-order oracle skips them.
+    var faulted = [false, false]
+    var detachesSeen = 0
 
     init(seed: UInt64) {
         self.seed = seed
@@ -324,6 +339,9 @@ struct ReplicationSimulation {
         verifySeed = seed % 12 == 5 || seed % 12 == 10
         invalidateSeed = seed % 20 == 7 || seed % 20 == 14
         instantSeed = seed % 20 == 13 || seed % 20 == 16
+        diskFaultSeed = seed % 20 == 11 || seed % 20 == 12
+        faultNode = Int(seed / 20 % 2)
+        if diskFaultSeed { settings.onIOError = seed / 40 % 2 == 0 ? .detach : .passOn }
         // Half the protocol A seeds pull ahead when 16 KiB are unacknowledged (Ahead/Behind),
         // a quarter disconnect then.
         if wireProtocol == 1 && seed / 17 % 4 != 3 {
@@ -417,7 +435,9 @@ struct ReplicationSimulation {
             if error == nil && !o.isFlush && wireProtocol == 3, let g = o.sentGeneration, g == generation, linkUp {
                 // Protocol C: the acknowledged write is on the peer's disk.
                 let peer = nodes[1 - n].disk.volatile
-                for (i, st) in o.stamps.enumerated() where peer[o.offset + i] < st {
+                // (Unless the peer's disk failed: then the write is on this node's disk alone,
+                // as the protocol allows when one copy fails.)
+                for (i, st) in o.stamps.enumerated() where peer[o.offset + i] < st && !faulted[1 - n] {
                     throw SimFailure(description: "protocol C write \(st) acknowledged but sector \(o.offset + i) of the peer holds \(peer[o.offset + i])")
                 }
             }
@@ -485,7 +505,7 @@ struct ReplicationSimulation {
         nodes[n].disk.crash(&rng)
         if verifySource == n { verifySource = nil }  // its answer died with it
         sentReports[n] = []  // the process is gone (and a new engine numbers requests anew)
-        if n != primaryIndex || !wasPrimary { try checkWriteOrder(nodes[n].disk.durable, touched: nodes[n].disk.touched) }
+        if (n != primaryIndex || !wasPrimary) && !faulted[n] { try checkWriteOrder(nodes[n].disk.durable, touched: nodes[n].disk.touched) }
         cut(initiator: n)
         try deliverLost()
         // Restart from the meta-data as it lies on disk, as the meta-data store opens it: the
@@ -513,7 +533,7 @@ struct ReplicationSimulation {
         // The oracle follows epochs on a Connected secondary only: Behind (the primary pulled
         // ahead) and the resync after it write outside epochs, as a resync after a cut does.
         if genBase != nil && nodes[1 - primaryIndex].engine.status.connection != .connected { genBase = nil }
-        if rng.chance(0.05) {
+        if rng.chance(0.05) && !faulted[1 - primaryIndex] {
             // What the secondary's disk would hold if it lost power now.
             var d = nodes[1 - primaryIndex].disk
             d.crash(&rng)
@@ -576,7 +596,7 @@ struct ReplicationSimulation {
         } else if workload && r >= 80 && r < 92 && outstanding.count < 6 && nodes[primaryIndex].engine.status.role == .primary {
             let id = nextAppID
             nextAppID += 1
-            if instantSeed && rng.chance(0.35) {
+            if (instantSeed || diskFaultSeed) && rng.chance(0.35) {
                 try issueRead(id)
             } else if rng.chance(0.1) {
                 outstanding[id] = (0, [], nil, true)
@@ -600,7 +620,10 @@ struct ReplicationSimulation {
         } else if workload && r == 92 && rng.chance(0.1) {
             cut(initiator: nil)
         } else if workload && r == 93 && rng.chance(0.05) {
-            try crash(Int(rng.next() % 2))
+            // (Not the node whose disk is failing: a crash on top of a failing disk is a
+            // second fault, which can leave no good copy of the newest writes.)
+            let n = Int(rng.next() % 2)
+            if !nodes[n].disk.failing { try crash(n) }
         } else if r >= 94 && r < 97 && sentReports.contains(where: { !$0.isEmpty }) {
             let n = sentReports[0].isEmpty ? 1 : (sentReports[1].isEmpty ? 0 : Int(rng.next() % 2))
             let rid = sentReports[n].removeFirst()
@@ -747,6 +770,22 @@ struct ReplicationSimulation {
         log.append("instant access: node 1 promoted while SyncTarget (\(nodes[1].engine.status.role))")
     }
 
+    /// The failing disk is mended: a detached node restarts on it from its meta-data (its
+    /// application, if Primary, with it); a pass_on Primary still Inconsistent resyncs.
+    mutating func mendDisk() throws {
+        let n = faultNode
+        guard faulted[n] else { return }
+        nodes[n].disk.failing = false
+        let st = nodes[n].engine.status
+        log.append("node \(n)'s disk is mended (\(st.disk), \(st.connection))")
+        if st.disk == .diskless {
+            detachesSeen += 1
+            try crash(n)
+        } else if st.role == .primary && st.disk == .inconsistent && !st.connection.isSyncing {
+            try feed(n, .admin(token: adminToken, .resync))
+        }
+    }
+
     /// A whole run: connect, force node 0 primary (initial full sync), a write load with
     /// faults, then heal and check that both disks converge.
     mutating func run(steps: Int) throws {
@@ -762,6 +801,15 @@ struct ReplicationSimulation {
                 try feed(1, .admin(token: adminToken, .restore(discardMyData: seed / 20 % 2 == 0)))
             }
             if instantSeed && i > 400 { try switchToRestoringPrimary() }
+            // One fault at a time: the disk fails while the other node holds a good copy
+            // (UpToDate and Connected, not Behind), as soon after step 300 as it does.
+            if diskFaultSeed && i >= 300 && i < 500 && !faulted[faultNode]
+                && nodes.allSatisfy({ $0.engine.status.disk == .upToDate && $0.engine.status.connection == .connected }) {
+                nodes[faultNode].disk.failing = true
+                faulted[faultNode] = true
+                log.append("node \(faultNode)'s disk fails (\(nodes[faultNode].engine.settings.onIOError))")
+            }
+            if diskFaultSeed && i == 500 { try mendDisk() }
             if invalidateSeed && i == 400 {
                 try feed(seed / 10 % 2 == 0 ? 1 : 0, .admin(token: adminToken, seed / 10 % 2 == 0 ? .invalidate : .invalidateRemote))
             }

@@ -15,7 +15,7 @@ import Testing
         var failures: [String] = []
         var totals = (orderChecks: 0, divergenceChecks: 0, alWaits: 0, versions: Set<Int>(), aheadResyncs: 0, readPauses: 0,
                       congestionDisconnects: 0, compressedResyncs: 0, verifies: 0, csumsInSync: 0, invalidates: 0, compressedWrites: 0, restores: 0,
-                      instantPromotions: 0, readsChecked: 0, readsFailed: 0)
+                      instantPromotions: 0, readsChecked: 0, readsFailed: 0, diskFaults: 0, detaches: 0, passOns: 0)
         var unresolvable = 0
         for seed in seeds {
             var sim = ReplicationSimulation(seed: seed)
@@ -30,7 +30,8 @@ import Testing
                 if sim.drainOrdering && flushes != 0 {
                     throw SimFailure(description: "drain ordering flushed \(flushes) times for \(acks) barrier acks")
                 }
-                if !sim.drainOrdering && flushes < acks {
+                // (A node whose disk was detached acknowledges barriers with nothing to flush.)
+                if !sim.drainOrdering && flushes < acks && !sim.faulted[1] {
                     throw SimFailure(description: "flush ordering: \(acks) barrier acks but only \(flushes) barrier flushes")
                 }
                 if let n = sim.nodes.firstIndex(where: { $0.engine.violations > 0 }) {
@@ -56,6 +57,11 @@ import Testing
             totals.instantPromotions += sim.log.filter { $0.contains("role: Primary while the disk is restored") }.count
             totals.readsChecked += sim.readsChecked
             totals.readsFailed += sim.readsFailed
+            if sim.diskFaultSeed {
+                totals.diskFaults += 1
+                totals.detaches += sim.detachesSeen
+                totals.passOns += sim.log.contains { $0.contains("on-io-error pass_on") } ? 1 : 0
+            }
             totals.restores += sim.log.filter { $0.contains("restore: the peer holds the same data generation") || $0.contains("restore --discard-my-data") }.count
         }
         #expect(failures.isEmpty, "replay with TANDEM_SIM_SEED=<seed>:\n\(failures.joined(separator: "\n"))")
@@ -78,9 +84,11 @@ import Testing
             #expect(totals.restores > 0, "no restore pulled the data back")
             #expect(totals.instantPromotions > 0, "no node was promoted while SyncTarget (instant access)")
             #expect(totals.readsChecked > 0, "no read was checked against the writes")
+            #expect(totals.detaches > 0, "no disk fault detached a disk")
+            #expect(totals.passOns > 0, "no disk fault was passed on")
         }
         if env["TANDEM_SIM_TRACE"] != nil || seeds.count >= 25 {
-            print("simulation half \(half): \(totals.instantPromotions) promotions during a restore, \(totals.readsChecked) reads checked, \(totals.readsFailed) failed without a good copy")
+            print("simulation half \(half): \(totals.instantPromotions) promotions during a restore, \(totals.readsChecked) reads checked, \(totals.readsFailed) failed without a good copy, \(totals.diskFaults) disk faults (\(totals.detaches) detached, \(totals.passOns) passed on)")
         }
     }
 }

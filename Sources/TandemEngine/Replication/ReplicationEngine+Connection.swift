@@ -59,6 +59,9 @@ extension ReplicationEngine {
         for (id, r) in requests where r.pending == nil {
             var r = r
             if r.epoch != nil && !r.barrierAcked { setBits(offset: r.offset, length: r.length) }
+            if r.needsPeerDisk && !r.peerWrote && r.localError == nil {
+                r.localError = "the link was lost before the peer wrote it, and this node's disk is not UpToDate"
+            }
             r.peerPending = false
             r.barrierAcked = true
             requests[id] = r
@@ -71,7 +74,9 @@ extension ReplicationEngine {
         for (id, r) in requests where r.countsInFlight { requests[id]?.countsInFlight = false }
         for i in flushWaiters.indices { flushWaiters[i].epoch = nil }
         checkFlushWaiters()
-        if role == .primary && peerDiskWasUsable && hadLink && persistent.bitmap == 0 {
+        // As DRBD, only a Primary whose own disk is UpToDate starts a new data generation: a
+        // restoring one cannot write without its peer, so it changes nothing while apart.
+        if role == .primary && disk == .upToDate && peerDiskWasUsable && hadLink && persistent.bitmap == 0 {
             newCurrentUUID()
         }
         if role == .primary && peerMayBeUpToDate && hadLink { fenceLostPeer() }
@@ -99,6 +104,12 @@ extension ReplicationEngine {
         guard var l = link else { return }
         if conn == .ahead, let at = aheadResyncAtMs, nowMs >= at {
             aheadResyncAtMs = nil
+            if disk < .upToDate {
+                // The disk failed while Ahead (pass_on): the writes only it holds cannot be
+                // read back to resync; the handshake refuses to make it the source.
+                fail("cannot resync what went unreplicated while Ahead: the local disk is \(disk)")
+                return
+            }
             log("the link caught up: resyncing what went unreplicated while Ahead")
             startResyncAsSource()
             l = link ?? l

@@ -56,7 +56,7 @@ extension ReplicationEngine {
     }
 
     mutating func pumpMeta() {
-        guard lane.inFlight == nil, !lane.queue.isEmpty, disk > .diskless else { return }
+        guard lane.inFlight == nil, !lane.queue.isEmpty, disk > .diskless || detachMarkQueued else { return }
         let (seq, op) = lane.queue.removeFirst()
         let token = nextToken
         nextToken += 1
@@ -269,6 +269,15 @@ extension ReplicationEngine {
         disk = .diskless
         lane.queue.removeAll()
         gate.durableAt.removeAll()
+        // The last meta-data write, if the meta-data can still be written: the disk is
+        // Inconsistent, so when it comes back (`up`) it is never promoted or made a sync
+        // source before it resynced from the peer (its data is older than the peer's).
+        if persistent.consistent {
+            var p = persistent
+            p.consistent = false
+            detachMarkQueued = true
+            enqueueMeta(.superblock(p))
+        }
         failWritesAfterBits(reason)
         let throughPeer = role == .primary && servedThroughPeer && resync == nil && verify == nil
         log(throughPeer ? "\(reason): I/O goes on through the peer, whose disk is UpToDate" : reason)
@@ -276,7 +285,10 @@ extension ReplicationEngine {
         gate.waitingForSlot.removeAll()
         gate.waitingForTransaction.removeAll()
         if throughPeer {
+            // The peer learns first that this disk is gone, so it marks these writes too.
+            sendState()
             for rid in waitingForLog { issue(rid) }
+            return
         } else {
             let unissued = transferLogWaiting + waitingForLog
             transferLogWaiting.removeAll()
@@ -284,6 +296,14 @@ extension ReplicationEngine {
         }
         if resync != nil || verify != nil {
             fail("resync or verify aborted: \(reason)")
+            return
+        }
+        if role != .primary && link != nil {
+            // Writes this node acknowledged but has not flushed (their epoch's barrier ack is
+            // not sent) may be lost from the detached disk's cache: the link goes, so the
+            // Primary marks every write whose epoch is not acknowledged, as when a Secondary
+            // crashes; it reconnects to find this node Diskless.
+            fail("the disk was detached: reconnecting so the peer marks what this node had not flushed")
             return
         }
         sendState()

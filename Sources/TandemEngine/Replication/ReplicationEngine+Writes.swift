@@ -188,6 +188,11 @@ extension ReplicationEngine {
         default: r.peerPending = true  // A: until the packet is in the socket buffer
         }
         if conn.isSyncing { flags |= DataFlags.maySetInSync | DataFlags.sendWriteAck }
+        if disk < .upToDate {
+            flags |= DataFlags.sendWriteAck
+            r.needsPeerDisk = true
+            r.peerPending = true
+        }
         r.epoch = currentEpoch
         r.sentAtMs = nowMs
         if carriesData {
@@ -198,6 +203,9 @@ extension ReplicationEngine {
         epochWrites += 1
         let p = packet(DataHeader(sector: r.offset / 512, blockID: rid, seqNum: nextSeq(), flags: flags))
         if settings.wireProtocol == 1 { sendTracked(p, .replicated(request: rid)) } else { send(p) }
+        // Before protocol 100 the peer acks writes by the protocol, not by the flag: the
+        // barrier ack confirms this one, so its epoch ends with it.
+        if r.needsPeerDisk && (link?.agreedVersion ?? 101) < 100 && settings.wireProtocol != 3 { closeEpoch() }
     }
 
     mutating func sendTracked(_ p: Packet, _ purpose: SendPurpose) {
@@ -220,7 +228,7 @@ extension ReplicationEngine {
 
     /// Protocol A: the write's packet left for the peer; with the local write done, it completes.
     mutating func onReplicatedSent(_ rid: UInt64) {
-        guard settings.wireProtocol == 1, link != nil, var r = requests[rid], r.peerPending else { return }
+        guard settings.wireProtocol == 1, link != nil, var r = requests[rid], r.peerPending, !r.needsPeerDisk else { return }
         r.peerPending = false
         r.peerWrote = true
         requests[rid] = r
@@ -297,12 +305,12 @@ extension ReplicationEngine {
             return
         }
         switch cmd {
-        case .recvAck: if settings.wireProtocol == 2 { r.peerPending = false; r.peerWrote = true }
+        case .recvAck: if settings.wireProtocol == 2 && !r.needsPeerDisk { r.peerPending = false; r.peerWrote = true }
         case .writeAck:
-            if settings.wireProtocol == 3 { r.peerPending = false }
+            if settings.wireProtocol == 3 || r.needsPeerDisk { r.peerPending = false }
             r.peerWrote = true
         case .rsWriteAck:
-            if settings.wireProtocol == 3 { r.peerPending = false }
+            if settings.wireProtocol == 3 || r.needsPeerDisk { r.peerPending = false }
             r.peerWrote = true
             clearBits(offset: r.offset, length: r.length)
         case .negAck:
@@ -327,6 +335,7 @@ extension ReplicationEngine {
             var r = r
             if r.countsInFlight { apInFlightBytes -= r.length; r.countsInFlight = false }
             r.barrierAcked = true
+            if r.needsPeerDisk && r.peerPending { r.peerPending = false; r.peerWrote = true }
             requests[id] = r
             maybeComplete(id)
         }
@@ -339,7 +348,9 @@ extension ReplicationEngine {
     /// congestion-fill bytes unacknowledged, or congestion-extents extents hot) goes Ahead or
     /// disconnects, as on-congestion says, instead of holding the writers back.
     mutating func checkCongestion() {
-        guard settings.onCongestion != .block, settings.wireProtocol == 1, let l = link, l.agreedVersion >= 96 else { return }
+        // A Primary whose disk is not UpToDate needs its peer's: it never leaves it behind.
+        guard settings.onCongestion != .block, settings.wireProtocol == 1, let l = link, l.agreedVersion >= 96,
+              disk == .upToDate else { return }
         var why: String?
         if settings.congestionFillBytes > 0 && apInFlightBytes >= settings.congestionFillBytes {
             why = "Congestion-fill threshold reached (\(apInFlightBytes / 1024) KiB unacknowledged)"

@@ -138,6 +138,9 @@ public struct ReplicationEngine: Sendable {
 
     // Meta-data: the one lane of meta-data writes, the activity log, bitmap writeback.
     var lane = MetaDataLane()
+    /// A detach queued its superblock write (the disk marked Inconsistent): the lane runs
+    /// for it although the disk is detached.
+    var detachMarkQueued = false
     var gate: ActivityLogGate
     /// Bitmap pages with bits cleared since they were last written.
     var clearedPages: Set<Int> = []
@@ -389,6 +392,11 @@ struct Request: Sendable {
     /// The peer took the write as the protocol confirms it (sent for A, received for B,
     /// written for C): a local error alone does not fail the application's write then.
     var peerWrote = false
+    /// Issued while this node's disk was not UpToDate (restoring, after a pass_on error, or
+    /// detached): its local copy may be overwritten by the resync or is not there, so only the
+    /// peer's disk counts. It completes on the peer's write ack (or its epoch's barrier ack),
+    /// whatever the protocol, and fails if the link goes before either.
+    var needsPeerDisk = false
     /// Waiting for P_RECV_ACK (protocol B) or P_WRITE_ACK (protocol C).
     var peerPending = false
     var completed = false
