@@ -33,6 +33,11 @@ int tandem_punch_hole(int fd, uint64_t offset, uint64_t length) {
 int tandem_open(const char *path, int flags, int mode) { return open(path, flags, mode); }
 int tandem_o_direct(void) { return O_DIRECT; }
 
+unsigned long long tandem_heap_in_use(void) {
+    struct mallinfo2 m = mallinfo2();
+    return (unsigned long long)m.uordblks + (unsigned long long)m.hblkhd;
+}
+
 void tandem_keep_large_buffers_on_heap(void) {
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 256 << 20);

@@ -5,4 +5,7 @@ import CTandemSys
 /// which costs more than the copies themselves.
 public enum MemoryTuning {
     public static func keepLargeBuffersOnHeap() { tandem_keep_large_buffers_on_heap() }
+    /// Bytes the process holds on the heap now (glibc's own count; its cached free memory, which
+    /// resident memory includes, is not counted): a leak shows here, a cache does not.
+    public static var heapInUseBytes: UInt64 { UInt64(tandem_heap_in_use()) }
 }

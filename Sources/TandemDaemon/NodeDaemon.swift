@@ -382,6 +382,7 @@ public final class NodeDaemon: @unchecked Sendable {
         var r = StatusReport(resource: plan.name, peerName: plan.peerName, status: engine.status, export: plan.export.uri,
                              syncRate: syncRate, lastError: lastError ?? transport?.lastFailure)
         r.diskWrites = ebsWriter?.stats
+        r.heapInUseKiB = MemoryTuning.heapInUseBytes / 1024
         r.tls = plan.tls == nil ? nil : (transport?.linkSecurity ?? "configured")
         return r
     }

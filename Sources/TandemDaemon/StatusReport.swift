@@ -17,6 +17,8 @@ public struct StatusReport: Sendable {
     public var tls: String?
     /// The EBS writer's counts: writes applied and the I/Os they took (nil without one).
     public var diskWrites: (writes: UInt64, ios: UInt64)?
+    /// The daemon's heap in use (allocated, not freed), in KiB.
+    public var heapInUseKiB: UInt64?
 
     public init(resource: String, peerName: String, status: EngineStatus, export: String, syncRate: Double?, lastError: String?) {
         self.resource = resource; self.peerName = peerName; self.status = status; self.export = export
@@ -61,6 +63,7 @@ public struct StatusReport: Sendable {
             "uuids": [Hex.upper(status.uuids.current, digits: 16), Hex.upper(status.uuids.bitmap, digits: 16),
                       Hex.upper(status.uuids.history0, digits: 16), Hex.upper(status.uuids.history1, digits: 16)],
         ]
+        if let h = heapInUseKiB { o["heap-in-use-kib"] = h }
         if let w = diskWrites {
             o["disk-writes"] = w.writes
             o["disk-write-ios"] = w.ios

@@ -18,6 +18,9 @@ long tandem_pwrite_dsync(int fd, const void *buf, unsigned long len, uint64_t of
 int tandem_start_writeback(int fd, uint64_t offset, uint64_t length);
 /// Keeps buffers up to 64 MiB on the heap and the heap from shrinking (mallopt).
 void tandem_keep_large_buffers_on_heap(void);
+/// Bytes the allocator has handed out and not yet taken back (mallinfo2: in-use chunks and
+/// mmapped blocks): what the program holds, whatever the allocator keeps cached besides.
+unsigned long long tandem_heap_in_use(void);
 
 /// The kernel NBD client (/dev/nbdN, ioctl interface): hands one end of a connected socket to
 /// the kernel with the size, block size and transmission flags. Does not start it.
