@@ -262,6 +262,22 @@ final class Cluster {
 
     func healLink() { _ = try? Tools.run("/usr/sbin/nft", ["delete", "table", "inet", cutTable]) }
 
+    /// Waits until nothing holds the node's block device open exclusively or mounted (what
+    /// `up` and `dump-md` need), and names the holders if it does not come free: a full
+    /// parallel run once found a loop device busy right after `down` (#12 session 13).
+    func waitForDeviceFree(_ node: String, timeout: Double = 10) throws {
+        let dev = disk(node)
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let fd = open(dev, O_RDONLY | O_EXCL)
+            if fd >= 0 { close(fd); return }
+            if Date() >= deadline { break }
+            usleep(100_000)
+        }
+        let holders = try Tools.run("/bin/sh", ["-c", "for p in /proc/[0-9]*; do ls -l $p/fd 2>/dev/null | grep -q ' \(dev)$' && echo \"$(basename $p) $(tr '\\0' ' ' < $p/cmdline)\"; done; grep '^\(dev) ' /proc/mounts; true"]).out
+        throw TestFailure("\(node): \(dev) stays busy after \(Int(timeout)) s; holders: \(holders)")
+    }
+
     func shutdown() {
         healLink()
         for n in nodes { down(n) }

@@ -127,9 +127,10 @@ import Testing
                       ("disk", "fencing resource-only;", "fencing resource-only needs a fence-peer handler"),
                       ("net", "data-integrity-alg sha1;", "data-integrity-alg sha1 is not supported"),
                       ("net", "csums-alg nosuchdigest;", "csums-alg nosuchdigest: unknown digest algorithm 'nosuchdigest'"),
-                      ("disk", "on-io-error detach; resync-after 3;", "on-io-error detach is not supported"),
+                      ("disk", "max-bio-bvecs 8; resync-after 3;", "max-bio-bvecs 8 is not supported"),
+                      ("disk", "on-io-error call-local-io-error;", "on-io-error call-local-io-error needs a local-io-error handler"),
                       ("startup", "degr-wfc-timeout 60;", "startup option degr-wfc-timeout is not supported"),
-                      ("handlers", "local-io-error \"/usr/lib/drbd/notify-io-error.sh\";", "handler local-io-error is not supported: Tandem calls only"),
+                      ("handlers", "pri-on-incon-degr \"/usr/lib/drbd/notify-pri-on-incon-degr.sh\";", "handler pri-on-incon-degr is not supported: Tandem calls only"),
                       ("handlers", "after-snapshot \"fsfreeze -u /srv\";", "an after-snapshot handler needs a before-snapshot handler")])
     func unhonouredOptionsAreRefusedAtUp(section: String, options: String, message: String) throws {
         let c = try Cluster(section == "net" ? .init(size: 8 << 20, net: options) : section == "disk" ? .init(size: 8 << 20, disk: options)

@@ -232,4 +232,40 @@ import Testing
         try load.check(c.disk("beta"), "beta")
         print("FaultTests: \(summary.trimmingCharacters(in: .whitespacesAndNewlines)); beta marked \(b["out-of-sync-kib"] ?? "?") KiB for the detached disk")
     }
+
+    /// on-io-error call-local-io-error: beta's disk fails its writes (nbdkit's error filter);
+    /// beta runs its local-io-error handler (with the DRBD_* environment) and detaches, alpha's
+    /// writes go on, and with the disk mended down/up of beta ends identical.
+    @Test func callLocalIOErrorRunsTheHandlerOnTheFailingNode() throws {
+        let inject = NSTemporaryDirectory() + "tandem-inject-\(UUID().uuidString.prefix(8))"
+        let disk = try FilteredDisk(["--filter=error", "memory", "64M", "error-pwrite=EIO", "error-pwrite-rate=100%",
+                                     "error-pwrite-file=" + inject])
+        defer { disk.remove(); try? FileManager.default.removeItem(atPath: inject) }
+        let ran = NSTemporaryDirectory() + "tandem-handler-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: ran) }
+        let c = try Cluster(.init(size: 64 << 20, disk: "on-io-error call-local-io-error;",
+                                  handlers: "local-io-error \"echo $DRBD_RESOURCE $DRBD_PEER >> \(ran)\";", betaDevice: disk.device))
+        defer { c.shutdown() }
+        try c.start()
+        FileManager.default.createFile(atPath: inject, contents: nil)
+        let w = try Tools.run("/usr/bin/python3", [Tools.helpers + "/aio-writes.py", c.uri("alpha"), "10", "0"])
+        #expect(w.out.contains("\"failed\": []"), "\(w.out) \(w.err)")
+        try c.wait("beta", timeout: 20, "the detach") { $0["disk"] as? String == "Diskless" }
+        try c.wait("alpha", timeout: 30, "Connected to a Diskless peer") {
+            $0["connection"] as? String == "Connected" && $0["peer-disk"] as? String == "Diskless"
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while !FileManager.default.fileExists(atPath: ran) && Date() < deadline { usleep(100_000) }
+        let out = (try? String(contentsOfFile: ran, encoding: .utf8)) ?? ""
+        #expect(out.hasPrefix("r0 alpha"), "the local-io-error handler did not run on beta: \(out)")
+        #expect(!out.contains("r0 beta"), "the handler ran on alpha: \(out)")
+        let again = try Tools.run("/usr/bin/python3", [Tools.helpers + "/aio-writes.py", c.uri("alpha"), "10", "\(8 << 20)"])
+        #expect(again.out.contains("\"failed\": []"), "\(again.out)")
+        try FileManager.default.removeItem(atPath: inject)
+        c.down("beta")
+        try c.up("beta")
+        try c.waitInSync(timeout: 60)
+        let size = try c.exportSize
+        #expect(try c.dataHash("alpha", bytes: size) == (try c.dataHash("beta", bytes: size)), "the disks differ after the resync")
+    }
 }

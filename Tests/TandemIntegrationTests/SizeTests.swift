@@ -51,6 +51,7 @@ import Testing
         try c.tandem("alpha", "down", "r0").checked()
         try c.tandem("beta", "down", "r0").checked()
         for n in c.nodes {
+            try c.waitForDeviceFree(n)
             let md = try c.tandem(n, "dump-md", "r0")
             #expect(md.out.contains("la-size-sect \(alphaData * 2);"), "\(n): \(md.out.prefix(600))")
         }
