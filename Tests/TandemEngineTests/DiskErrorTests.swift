@@ -119,6 +119,25 @@ import TandemCodecs
         #expect(pair.disks[0] == pair.disks[1])
     }
 
+    /// A peer that attaches its disk again while Connected (DRBD's `attach`: P_UUIDS, then
+    /// P_STATE with disk Negotiating) gets the handshake a connection would: the node that
+    /// kept the only copy becomes the source and sends its bitmap.
+    @Test func aPeerAttachingWhileConnectedIsResynced() throws {
+        var pair = Self.pair(.detach)
+        let before = pair.engines[1].persistent
+        pair.diskFault[1] = Self.failWrites
+        pair.feed(0, .appWrite(id: 101, offset: 1 << 20, data: Self.data(0xB2), fua: false))
+        pair.settle(ms: 200)
+        pair.connect()
+        pair.settle(ms: 200)
+        try #require(pair.engines[0].status.peerDisk == .diskless && pair.states[0] == .connected)
+        pair.linkUp = false  // node 1 stands for the kernel now: its packets are made by hand
+        pair.feed(0, .packet(.uuids(UUIDSet(current: before.current, bitmap: 0, history0: 0, history1: 0, bitsSet: 0, flags: 0)), from: .data))
+        pair.feed(0, .packet(.state(StateWord(role: .secondary, peer: .primary, conn: .connected, disk: .negotiating, pdsk: .upToDate)), from: .data))
+        #expect(pair.engines[0].status.connection == .wfBitMapS, "\(pair.engines[0].status.connection) \(pair.log(0).suffix(3))")
+        #expect(pair.log(0).contains { $0.contains("uuid_compare()=1 by rule 70") }, "\(pair.log(0).suffix(5))")
+    }
+
     /// While the peer has no disk, a write is marked durably before it reaches the disk: a
     /// crash of the only copy's node cannot forget what the detached disk missed.
     @Test func theOnlyCopyMarksAWriteDurablyBeforeIssuingIt() throws {
