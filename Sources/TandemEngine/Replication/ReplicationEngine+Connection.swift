@@ -218,6 +218,8 @@ extension ReplicationEngine {
         peerRole = r
         peerPaused = s.syncPaused
         defer { applyPause() }
+        // Negotiating: the peer attached a disk (at the handshake, or while Connected).
+        let peerAttached = d == .negotiating
         if d == .negotiating { d = l.peerUUIDFlags & UUIDSet.flagInconsistent != 0 ? .inconsistent : .consistent }
         let oldPeerDisk = peerDisk
         peerDisk = d
@@ -238,6 +240,10 @@ extension ReplicationEngine {
             } else {
                 syncHandshake()
             }
+        case .connected where peerAttached && l.peerUUIDs != nil:
+            // The peer attached its disk while Connected (drbdadm attach after a detach): the
+            // UUIDs it just sent decide the resync, as at a handshake (DRBD's receive_state).
+            syncHandshake()
         case .connected where c == .ahead:
             // The peer pulled ahead: its writes now arrive as P_OUT_OF_SYNC until it resyncs them.
             conn = .behind
