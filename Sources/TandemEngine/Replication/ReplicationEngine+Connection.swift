@@ -243,6 +243,7 @@ extension ReplicationEngine {
         case .connected where peerAttached && l.peerUUIDs != nil:
             // The peer attached its disk while Connected (drbdadm attach after a detach): the
             // UUIDs it just sent decide the resync, as at a handshake (DRBD's receive_state).
+            sendUUIDs()
             syncHandshake()
         case .connected where c == .ahead:
             // The peer pulled ahead: its writes now arrive as P_OUT_OF_SYNC until it resyncs them.

@@ -96,7 +96,11 @@ extension ReplicationEngine {
             return
         }
         guard disk == .upToDate else { return }
-        if persistent.bitmap == 0 && (role == .primary || peerRole == .primary) { newCurrentUUID() }
+        if persistent.bitmap == 0 && (role == .primary || peerRole == .primary) {
+            newCurrentUUID()
+            // The peer learns the new generation now: when its disk returns it compares with it.
+            sendUUIDs()
+        }
         log("the peer has no disk: this node holds the only copy; what is written from now on is marked for the peer's disk")
     }
 
