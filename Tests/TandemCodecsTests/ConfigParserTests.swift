@@ -39,6 +39,12 @@ import Testing
         #expect(dev.isKernelNBD && dev.minor == nil && dev.path == "/dev/nbd3")
         let bad = try #require(error("resource r { on a { device /dev/nbdx; disk /x; address 1.2.3.4:5; meta-disk internal; } }"))
         #expect(bad.description.contains("cannot derive a minor number from '/dev/nbdx'"))
+        // The minor of /dev/drbdN is N's digits only, in range (fuzzing found /dev/drbd-1 taken
+        // as minor -1, which the dump wrote and could not read back).
+        for name in ["/dev/drbd-1", "/dev/drbd+1", "/dev/drbd1048576"] {
+            let e = try #require(error("resource r { on a { device \(name); disk /x; address 1.2.3.4:5; meta-disk internal; } }"), "\(name) was accepted")
+            #expect(e.description.contains("cannot derive a minor number from '\(name)'"), "\(e)")
+        }
     }
 
     func error(_ text: String) -> ConfigError? {

@@ -297,7 +297,12 @@ public struct ConfigParser {
                 } else if !rest.isEmpty {
                     throw ConfigError(t.location, "unexpected '\(rest.joined(separator: " "))' in device")
                 }
-                if d.minor == nil, let p = d.path, p.hasPrefix("/dev/drbd"), let m = Int(p.dropFirst(9)) { d.minor = m }
+                // /dev/drbdN gives the minor: N is digits only (Int would take "-1" or "+1")
+                // and in range, as `minor N` must be.
+                if d.minor == nil, let p = d.path, p.hasPrefix("/dev/drbd") {
+                    let n = p.dropFirst(9)
+                    if !n.isEmpty, n.allSatisfy({ $0.isASCII && $0.isNumber }), let m = Int(n), m <= 1048575 { d.minor = m }
+                }
                 guard d.path != nil || d.minor != nil else { throw ConfigError(t.location, "device needs a path or 'minor N'") }
                 if d.minor == nil && !d.isNBDURI && !d.isKernelNBD {
                     throw ConfigError(t.location, "cannot derive a minor number from '\(d.path!)'; write 'device \(d.path!) minor N;', an NBD URI or /dev/nbdN")
