@@ -547,10 +547,7 @@ final class ExportBackend: NBDBackend, @unchecked Sendable {
                 if st.role == .primary && st.disk < .upToDate {
                     // Instant access, or a detached disk: the engine serves it, from the peer
                     // where this disk lacks the data.
-                    let id = d.nextID
-                    d.nextID += 1
-                    d.pendingApp[id] = reply
-                    d.feed(.appRead(id: id, offset: request.offset, length: UInt64(request.length)))
+                    self.engineRead(request, reply: reply, localError: nil)
                     return
                 }
                 guard st.disk == .upToDate else { reply(NBDReply(error: NBDProtocol.eIO)); return }
@@ -562,10 +559,7 @@ final class ExportBackend: NBDBackend, @unchecked Sendable {
                         case .success(let data): reply(NBDReply(data: data))
                         case .failure(let e):
                             // on-io-error applies; the engine answers from the peer if it can.
-                            let id = d.nextID
-                            d.nextID += 1
-                            d.pendingApp[id] = reply
-                            d.feed(.appReadFailed(id: id, offset: request.offset, length: UInt64(request.length), error: "\(e)"))
+                            self.engineRead(request, reply: reply, localError: "\(e)")
                         }
                     }
                 return
@@ -585,6 +579,20 @@ final class ExportBackend: NBDBackend, @unchecked Sendable {
             default: d.pendingApp[id] = nil; reply(NBDReply(error: NBDProtocol.eInval))
             }
         }
+    }
+}
+
+extension ExportBackend {
+    /// A read the engine answers (on the loop): `localError` says why the daemon's own read of
+    /// the disk failed, if it tried.
+    func engineRead(_ request: NBDRequest, reply: @escaping @Sendable (NBDReply) -> Void, localError: String?) {
+        let d = daemon
+        let id = d.nextID
+        d.nextID += 1
+        d.pendingApp[id] = reply
+        let (offset, length) = (request.offset, UInt64(request.length))
+        if let e = localError { d.feed(.appReadFailed(id: id, offset: offset, length: length, error: e)) }
+        else { d.feed(.appRead(id: id, offset: offset, length: length)) }
     }
 }
 

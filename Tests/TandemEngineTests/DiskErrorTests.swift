@@ -49,6 +49,15 @@ import TandemCodecs
         pair.feed(n, .admin(token: 50, .connect))
     }
 
+    /// Reconnected with the disk mended: the resync ends with both UpToDate, nothing marked,
+    /// and the disks identical.
+    static func reconnectAndExpectIdentical(_ pair: inout EnginePair) {
+        pair.connect()
+        pair.settle(ms: 5000)
+        #expect(inSync(pair), "\(pair.states) \(pair.engines.map(\.status.disk)) \(pair.drops)")
+        #expect(pair.disks[0] == pair.disks[1], "the mended disk differs from the peer's after the resync")
+    }
+
     static func inSync(_ pair: EnginePair) -> Bool {
         pair.states == [.connected, .connected] && pair.engines.allSatisfy { $0.status.disk == .upToDate && $0.bitmap.setCount == 0 }
     }
@@ -86,10 +95,7 @@ import TandemCodecs
         // The disk is mended and comes back with the meta-data it had: it resyncs what it missed.
         pair.cut()
         Self.restart(&pair, 0, persistent: before, policy: .detach)
-        pair.connect()
-        pair.settle(ms: 5000)
-        #expect(Self.inSync(pair), "\(pair.states) \(pair.engines.map(\.status.disk)) \(pair.drops)")
-        #expect(pair.disks[0] == pair.disks[1], "the mended disk differs from the peer's after the resync")
+        Self.reconnectAndExpectIdentical(&pair)
     }
 
     @Test func aSecondaryWhoseDiskFailsDetachesAndThePrimaryMarksItsWrites() throws {
@@ -113,10 +119,7 @@ import TandemCodecs
         #expect(pair.appErrors[102] == nil && pair.engines[0].bitmap.isSet(512))
         pair.cut()
         Self.restart(&pair, 1, persistent: before, policy: .detach)
-        pair.connect()
-        pair.settle(ms: 5000)
-        #expect(Self.inSync(pair), "\(pair.states) \(pair.engines.map(\.status.disk)) \(pair.drops)")
-        #expect(pair.disks[0] == pair.disks[1])
+        Self.reconnectAndExpectIdentical(&pair)
     }
 
     /// A peer that attaches its disk again while Connected (DRBD's `attach`: P_UUIDS, then
@@ -225,10 +228,7 @@ import TandemCodecs
         // Mended: the next handshake resyncs the marked block to this disk.
         pair.diskFault[0] = { _ in nil }
         pair.cut()
-        pair.connect()
-        pair.settle(ms: 5000)
-        #expect(Self.inSync(pair), "\(pair.states) \(pair.engines.map(\.status.disk)) \(pair.drops)")
-        #expect(pair.disks[0] == pair.disks[1])
+        Self.reconnectAndExpectIdentical(&pair)
     }
 
     @Test func passOnOnTheSecondaryResyncsTheBlockAtOnce() throws {

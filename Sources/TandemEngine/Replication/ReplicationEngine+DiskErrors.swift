@@ -85,6 +85,12 @@ extension ReplicationEngine {
         return true
     }
 
+    /// A read of sectors the engine issued for the peer, a resync or a verify: the policy
+    /// applies to a failure. True when the policy dropped the link (the caller stops there).
+    mutating func readFailureEndsLink(_ result: DiskResult, sector: UInt64, size: UInt32) -> Bool {
+        noteLocalResult(result, .read(offset: sector * 512, length: UInt64(size))) && link == nil
+    }
+
     // MARK: the peer of a Diskless node
 
     /// The peer's disk is gone (detached, or it connected without one): this node's disk is

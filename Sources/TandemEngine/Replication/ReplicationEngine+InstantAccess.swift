@@ -194,7 +194,7 @@ extension ReplicationEngine {
 
     mutating func onPeerDataReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32, _ blockID: UInt64) {
         guard gen == linkGeneration, link != nil else { return }
-        if noteLocalResult(result, .read(offset: sector * 512, length: UInt64(size))), link == nil { return }
+        if readFailureEndsLink(result, sector: sector, size: size) { return }
         if case .data(let d) = result, d.count == Int(size) {
             send(.data(.dataReply, DataHeader(sector: sector, blockID: blockID, seqNum: 0, flags: 0), digest: [], payload: d))
         } else {

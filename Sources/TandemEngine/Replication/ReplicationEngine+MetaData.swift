@@ -289,11 +289,10 @@ extension ReplicationEngine {
             sendState()
             for rid in waitingForLog { issue(rid) }
             return
-        } else {
-            let unissued = transferLogWaiting + waitingForLog
-            transferLogWaiting.removeAll()
-            for rid in unissued { failUnissued(rid, reason) }
         }
+        let unissued = transferLogWaiting + waitingForLog
+        transferLogWaiting.removeAll()
+        for rid in unissued { failUnissued(rid, reason) }
         if resync != nil || verify != nil {
             fail("resync or verify aborted: \(reason)")
             return

@@ -475,7 +475,7 @@ extension ReplicationEngine {
 
     mutating func onResyncReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32, _ blockID: UInt64) {
         guard gen == linkGeneration, link != nil else { return }
-        if noteLocalResult(result, .read(offset: sector * 512, length: UInt64(size))), link == nil { return }
+        if readFailureEndsLink(result, sector: sector, size: size) { return }
         sendResyncReply(result, sector, size, blockID)
     }
 
@@ -484,7 +484,7 @@ extension ReplicationEngine {
     mutating func onCsumSourceReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32,
                                        _ blockID: UInt64, _ peerDigest: [UInt8]) {
         guard gen == linkGeneration, link != nil else { return }
-        if noteLocalResult(result, .read(offset: sector * 512, length: UInt64(size))), link == nil { return }
+        if readFailureEndsLink(result, sector: sector, size: size) { return }
         if case .data(let d) = result, d.count == Int(size), csumsDigest(d) == peerDigest {
             receiveBudget.resyncReplyBytes -= Int(size)
             resyncSameBytes += UInt64(size)
@@ -499,7 +499,7 @@ extension ReplicationEngine {
     /// (if the read failed, the block is asked for plainly).
     mutating func onCsumReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32) {
         guard gen == linkGeneration, link != nil, resync?.inFlight[sector] != nil else { return }
-        if noteLocalResult(result, .read(offset: sector * 512, length: UInt64(size))), link == nil { return }
+        if readFailureEndsLink(result, sector: sector, size: size) { return }
         let req = BlockRequest(sector: sector, blockID: BlockRequest.syncerID, size: size)
         if case .data(let d) = result, d.count == Int(size) {
             send(.blockRequest(.csumRSRequest, req, digest: csumsDigest(d)))

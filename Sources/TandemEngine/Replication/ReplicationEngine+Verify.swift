@@ -181,7 +181,7 @@ extension ReplicationEngine {
     mutating func onVerifyReadDone(_ gen: UInt64, _ result: DiskResult, _ sector: UInt64, _ size: UInt32, _ kind: VerifyReadKind) {
         releaseReadLocks(sector: sector, size: size)
         guard gen == linkGeneration, link != nil else { return }
-        if noteLocalResult(result, .read(offset: sector * 512, length: UInt64(size))), link == nil { return }
+        if readFailureEndsLink(result, sector: sector, size: size) { return }
         let digest: [UInt8]
         if case .data(let d) = result, d.count == Int(size) {
             digest = verifyDigest(d)
