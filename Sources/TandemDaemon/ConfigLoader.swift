@@ -66,9 +66,23 @@ public struct LocalResource {
     public let host: ConfigHost
 
     /// Finds resource `name` for `node`, with drbdadm's error when the node has no part in it.
-    public init(config: DRBDConfig, name: String, node: String) throws {
+    /// `opensDisks`: the caller will open or replicate the volumes, so more than one is
+    /// refused (`dump` only prints them).
+    public init(config: DRBDConfig, name: String, node: String, opensDisks: Bool = true) throws {
         guard let r = config.resource(name), let h = r.host(named: node) else {
             throw ConfigError(nil, "'\(name)' not defined in your config (for this host \(node))")
+        }
+        // One volume a resource until consistency groups work: a second volume would pass
+        // unreplicated with no word, so it is refused, named, on every verb that opens a disk.
+        for host in opensDisks ? [h] + r.peers(of: node) : [] {
+            let who = host.names.first.map { "on \($0)" } ?? "floating"
+            if let extra = host.volumes.first(where: { $0.number != 0 }) {
+                let disk = extra.disk.map { " (disk \($0))" } ?? ""
+                let why = host.volumes.count > 1
+                    ? "Tandem replicates one volume per resource for now (volume 0); put volume \(extra.number) in a resource of its own"
+                    : "Tandem replicates volume 0 only for now; number the resource's volume 0"
+                throw ConfigError(extra.location, "resource \(name), \(who): volume \(extra.number)\(disk) is refused: \(why)")
+            }
         }
         self.config = config
         self.resource = r

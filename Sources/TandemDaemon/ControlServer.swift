@@ -28,12 +28,19 @@ final class ControlServer: @unchecked Sendable {
     }
 }
 
-/// Splits the control stream into lines (at most 64 KiB each).
+/// Splits the control stream into lines (at most ControlProtocol.maxLineBytes each). A longer
+/// line is answered with the reason and the connection closed.
 final class LineDecoder: ByteToMessageDecoder, @unchecked Sendable {
     typealias InboundOut = String
     func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let nl = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
-            if buffer.readableBytes > 65536 { context.close(promise: nil) }
+            if buffer.readableBytes > ControlProtocol.maxLineBytes {
+                let reply = ControlReply.failure(ControlError("control request longer than \(ControlProtocol.maxLineBytes) bytes", kind: .badRequest))
+                var b = context.channel.allocator.buffer(capacity: 256)
+                b.writeString(reply.line + "\n")
+                buffer.moveReaderIndex(to: buffer.writerIndex)
+                context.writeAndFlush(NIOAny(b)).whenComplete { _ in context.close(promise: nil) }
+            }
             return .needMoreData
         }
         let len = nl - buffer.readerIndex
@@ -44,61 +51,60 @@ final class LineDecoder: ByteToMessageDecoder, @unchecked Sendable {
     }
 }
 
+/// One control connection: decodes each request (ControlRequest), carries it out on the
+/// daemon's loop and answers with ControlReply lines.
 final class ControlHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = String
     let daemon: NodeDaemon
     init(daemon: NodeDaemon) { self.daemon = daemon }
 
-    private func send(_ context: ChannelHandlerContext, _ obj: [String: Any]) {
-        guard let d = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) else { return }
-        var b = context.channel.allocator.buffer(capacity: d.count + 1)
-        b.writeBytes(d)
+    private func send(_ context: ChannelHandlerContext, _ reply: ControlReply) {
+        send(context, line: reply.line)
+    }
+
+    private func send(_ context: ChannelHandlerContext, line: String) {
+        var b = context.channel.allocator.buffer(capacity: line.utf8.count + 1)
+        b.writeString(line)
         b.writeInteger(UInt8(ascii: "\n"))
         context.writeAndFlush(NIOAny(b), promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let line = unwrapInboundIn(data)
-        guard let obj = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
-              let verb = obj["verb"] as? String else {
-            send(context, ["ok": false, "error": "malformed control request"])
+        let request: ControlRequest
+        switch ControlRequest.decode(line: unwrapInboundIn(data)) {
+        case .success(let r): request = r
+        case .failure(let e):
+            send(context, .failure(e))
             return
         }
         let d = daemon
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        let reply: (String?) -> Void = { [self] err in
-            self.send(bound.value, err.map { ["ok": false, "error": $0] } ?? ["ok": true])
+        let reply: (AdminRefusal?) -> Void = { [self] err in
+            self.send(bound.value, err.map { .failure(ControlError($0)) } ?? ControlReply(ok: true))
         }
-        switch verb {
-        case "status":
-            var o = d.report().json
-            o["ok"] = true
-            send(context, o)
-        case "primary": d.admin(.primary(force: obj["force"] as? Bool ?? false), done: reply)
-        case "secondary": d.admin(.secondary, done: reply)
-        case "connect": d.admin(obj["discard-my-data"] as? Bool == true ? .connectDiscardingMyData : .connect, done: reply)
-        case "disconnect": d.admin(.disconnect, done: reply)
-        case "resync": d.admin(.resync, done: reply)
-        case "pause-sync": d.admin(.pauseSync, done: reply)
-        case "resume-sync": d.admin(.resumeSync, done: reply)
-        case "verify":
-            var start: UInt64?
-            if let v = obj["start-sector"] {
-                guard let n = v as? Int, n >= 0 else { send(context, ["ok": false, "error": "start-sector must be a sector number"]); return }
-                start = UInt64(n)
+        if !request.verb.answeredAtOnce { send(context, .acceptedReply) }
+        let force = request.force ?? false, discard = request.discardMyData ?? false
+        switch request.verb {
+        case .status: send(context, ControlReply(ok: true, status: d.report().snapshot))
+        case .primary: d.admin(.primary(force: force), done: reply)
+        case .secondary: d.secondary(done: reply)
+        case .connect: d.admin(discard ? .connectDiscardingMyData : .connect, done: reply)
+        case .disconnect: d.admin(.disconnect, done: reply)
+        case .resync: d.admin(.resync, done: reply)
+        case .pauseSync: d.admin(.pauseSync, done: reply)
+        case .resumeSync: d.admin(.resumeSync, done: reply)
+        case .verify: d.admin(.verify(startSector: request.startSector), done: reply)
+        case .invalidate: d.admin(.invalidate, done: reply)
+        case .outdate: d.admin(.outdate, done: reply)
+        case .restore: d.admin(.restore(discardMyData: discard), done: reply)
+        case .invalidateRemote: d.admin(.invalidateRemote, done: reply)
+        case .resize: d.admin(.resize, done: reply)
+        case .snapshot:
+            d.adminWithResult(.snapshot(force: force)) { [self] err, text in
+                self.send(bound.value, err.map { .failure(ControlError($0)) } ?? ControlReply(ok: true, result: text ?? ""))
             }
-            d.admin(.verify(startSector: start), done: reply)
-        case "invalidate": d.admin(.invalidate, done: reply)
-        case "outdate": d.admin(.outdate, done: reply)
-        case "restore": d.admin(.restore(discardMyData: obj["discard-my-data"] as? Bool ?? false), done: reply)
-        case "invalidate-remote": d.admin(.invalidateRemote, done: reply)
-        case "resize": d.admin(.resize, done: reply)
-        case "snapshot":
-            d.adminWithResult(.snapshot(force: obj["force"] as? Bool ?? false)) { [self] err, text in
-                self.send(bound.value, err.map { ["ok": false, "error": $0] } ?? ["ok": true, "snapshot": text ?? ""])
-            }
-        case "down": d.shutdown(done: reply)
-        case "events":
+        case .down: d.shutdown(done: reply)
+        case .events:
             let id = ObjectIdentifier(context.channel)
             let ch = context.channel
             d.eventSubscribers[id] = { line in
@@ -109,9 +115,7 @@ final class ControlHandler: ChannelInboundHandler, @unchecked Sendable {
             ch.closeFuture.whenComplete { _ in d.eventSubscribers[id] = nil }
             var o = d.report().json
             o["type"] = "exists"
-            send(context, o)
-        default:
-            send(context, ["ok": false, "error": "unknown verb \(verb)"])
+            if let line = d.eventLine(o) { send(context, line: line) }
         }
     }
 }

@@ -28,6 +28,11 @@ enum DataHint {
         case .ahead:
             return "the newest data (ahead of the peer): \(marked) to resync to it when the link catches up"
         case .connected:
+            if s.disk == .upToDate && s.peerDisk == .upToDate && s.outOfSyncBits > 0 {
+                // A verify found blocks that differ (or writes failed on one side): both disks
+                // are UpToDate by their states, not by their blocks.
+                return "\(marked) out of sync with the peer (found by verify or a failed write): `tandem resync` \(s.role == .primary ? "here" : "on the Primary") moves them; until then the disks differ there"
+            }
             if s.disk == .upToDate && s.peerDisk == .upToDate {
                 return s.role == .primary ? "in sync with the peer (both UpToDate)"
                     : "in sync with the peer (both UpToDate); restore here would pull every block again (\(device))"

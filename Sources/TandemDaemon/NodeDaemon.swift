@@ -38,7 +38,7 @@ public final class NodeDaemon: @unchecked Sendable {
     var kernelClient: KernelNBDClient?
     var control: ControlServer?
     var pendingApp: [UInt64: @Sendable (NBDReply) -> Void] = [:]
-    var pendingAdmin: [UInt64: (String?) -> Void] = [:]
+    var pendingAdmin: [UInt64: (AdminRefusal?) -> Void] = [:]
     /// What admin commands produced (a snapshot's id), until their done.
     var adminResults: [UInt64: String] = [:]
     /// The EC2 node's snapshots (its disk is an EBS volume).
@@ -239,13 +239,17 @@ public final class NodeDaemon: @unchecked Sendable {
 
     /// One JSON line to every `events` subscriber; nothing is built when nobody listens.
     func broadcast(_ object: [String: Any]) {
-        guard !eventSubscribers.isEmpty else { return }
-        // Each event says when it happened (the wall clock, as drbdsetup events2 --timestamps).
+        guard !eventSubscribers.isEmpty, let line = eventLine(object) else { return }
+        for (_, sub) in eventSubscribers { sub(line) }
+    }
+
+    /// An event as its line: each says when it happened (the wall clock, as drbdsetup events2
+    /// --timestamps).
+    func eventLine(_ object: [String: Any]) -> String? {
         var object = object
         object["time"] = logTimeFormat.string(from: wall.now())
-        guard let d = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-        let line = String(decoding: d, as: UTF8.self)
-        for (_, sub) in eventSubscribers { sub(line) }
+        guard let d = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return nil }
+        return String(decoding: d, as: UTF8.self)
     }
 
     func perform(_ a: EngineAction) {
@@ -389,7 +393,7 @@ public final class NodeDaemon: @unchecked Sendable {
 
     // MARK: verbs from the control socket (on the loop)
 
-    func admin(_ cmd: AdminCommand, token given: UInt64? = nil, done: @escaping (String?) -> Void) {
+    func admin(_ cmd: AdminCommand, token given: UInt64? = nil, done: @escaping (AdminRefusal?) -> Void) {
         let token = given ?? nextID
         nextID = max(nextID, token) + 1
         pendingAdmin[token] = done
@@ -400,7 +404,7 @@ public final class NodeDaemon: @unchecked Sendable {
     }
 
     /// An admin command whose done also carries what it produced (a snapshot's id).
-    func adminWithResult(_ cmd: AdminCommand, done: @escaping (String?, String?) -> Void) {
+    func adminWithResult(_ cmd: AdminCommand, done: @escaping (AdminRefusal?, String?) -> Void) {
         let token = nextID
         admin(cmd, token: token) { [unowned self] err in done(err, self.adminResults[token]) }
     }
@@ -454,22 +458,54 @@ public final class NodeDaemon: @unchecked Sendable {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<String, Error>) in
             loop.execute {
                 self.adminWithResult(.snapshot(force: false)) { err, id in
-                    if let id, err == nil { c.resume(returning: id) } else { c.resume(throwing: PolicySnapshotError(why: err ?? "no snapshot id")) }
+                    if let id, err == nil { c.resume(returning: id) } else { c.resume(throwing: PolicySnapshotError(why: err?.message ?? "no snapshot id")) }
                 }
             }
         }
     }
 
+    /// `secondary`: refused while the export is open on this Primary (DRBD: device held open),
+    /// else the engine's role change.
+    func secondary(done: @escaping (AdminRefusal?) -> Void) {
+        if let why = exportHeldOpen(going: "Secondary") {
+            log(why.message)
+            done(why)
+            return
+        }
+        admin(.secondary, done: done)
+    }
+
+    /// DRBD's refusal (SS_DEVICE_IN_USE, exit 11) when this node is Primary and someone has its
+    /// export open: an NBD client past its handshake, or the kernel device open or mounted.
+    /// Nil when nothing holds it (or this node is not Primary: its export is read-only).
+    func exportHeldOpen(going: String) -> AdminRefusal? {
+        guard engine.status.role == .primary else { return nil }
+        var holders = nbd?.openClients.descriptions.map { "an NBD client (\($0))" } ?? []
+        if let k = kernelClient {
+            if k.isHeldOpen { holders.append("\(k.devicePath) (mounted or opened exclusively)") }
+            holders += k.openers().map { "\(k.devicePath) open in process \($0.pid) (\($0.command))" }
+        }
+        guard !holders.isEmpty else { return nil }
+        return AdminRefusal("State change failed: (-12) Device is held open by someone: \(holders.joined(separator: ", ")); "
+            + "stop the application (unmount, close the NBD client) before going \(going)")
+    }
+
     /// `down`: stop taking I/O, wait until in-flight writes are acknowledged by the peer (or
     /// the peer is gone, at most 10 s), close the meta-data cleanly, remove the sockets, exit.
-    func shutdown(done: @escaping (String?) -> Void) {
+    func shutdown(done: @escaping (AdminRefusal?) -> Void) {
         guard !shuttingDown else { done(nil); return }
+        // As DRBD refuses to go down while /dev/drbdN is open: the application's next write
+        // would fail (a mounted filesystem, a database with the export open).
+        if let why = exportHeldOpen(going: "down") {
+            log(why.message)
+            done(why)
+            return
+        }
         if let k = kernelClient {
-            // As DRBD refuses to go down while /dev/drbdN is open: detaching a mounted device
-            // would fail every write of its filesystem.
+            // A Secondary's device mounted read-only: detaching it would fail its reads.
             if k.isHeldOpen {
-                let why = "\(k.devicePath) is held open (mounted?); not going down"
-                log(why)
+                let why = AdminRefusal("State change failed: (-12) Device is held open by someone: \(k.devicePath) is mounted or opened exclusively; not going down")
+                log(why.message)
                 done(why)
                 return
             }

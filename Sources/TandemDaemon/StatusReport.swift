@@ -47,74 +47,162 @@ public struct StatusReport: Sendable {
         return Double(outOfSyncKiB * 1024) / r
     }
 
-    public var json: [String: Any] {
-        var o: [String: Any] = [
-            "resource": resource, "role": "\(status.role)", "disk": "\(status.disk)",
-            "connection": "\(status.connection)", "peer": peerName, "peer-role": "\(status.peerRole)",
-            "peer-disk": "\(status.peerDisk)", "out-of-sync-kib": outOfSyncKiB,
-            "protocol": ["?", "A", "B", "C"][Int(min(status.wireProtocol, 3))], "export": export,
-            "writes-in-flight": status.writesInFlight,
-            "al-writes-waiting": status.writesWaitingForActivityLog,
-            "al-extents-hot": status.activityLogHot, "al-extents-held": status.activityLogHeld,
-            "bitmap-unwritten-pages": status.bitmapPagesUnwritten,
-            "size-kib": status.sizeSectors / 2, "data-area-kib": status.backingSectors / 2,
-            "resync-data-kib": status.resyncDataBytes / 1024, "resync-wire-kib": status.resyncWireBytes / 1024,
-            "replicated-data-kib": status.replicatedDataBytes / 1024, "replicated-wire-kib": status.replicatedWireBytes / 1024,
-            "uuids": [Hex.upper(status.uuids.current, digits: 16), Hex.upper(status.uuids.bitmap, digits: 16),
-                      Hex.upper(status.uuids.history0, digits: 16), Hex.upper(status.uuids.history1, digits: 16)],
-        ]
-        if let h = heapInUseKiB { o["heap-in-use-kib"] = h }
+    /// The status as the control protocol carries it (and `status --json` prints it).
+    public var snapshot: StatusSnapshot {
+        var o = StatusSnapshot(
+            resource: resource, role: "\(status.role)", disk: "\(status.disk)", connection: "\(status.connection)",
+            peer: peerName, peerRole: "\(status.peerRole)", peerDisk: "\(status.peerDisk)", outOfSyncKiB: outOfSyncKiB,
+            protocol: ["?", "A", "B", "C"][Int(min(status.wireProtocol, 3))], export: export,
+            writesInFlight: status.writesInFlight, alWritesWaiting: status.writesWaitingForActivityLog,
+            alExtentsHot: status.activityLogHot, alExtentsHeld: status.activityLogHeld,
+            bitmapUnwrittenPages: status.bitmapPagesUnwritten,
+            sizeKiB: status.sizeSectors / 2, dataAreaKiB: status.backingSectors / 2,
+            resyncDataKiB: status.resyncDataBytes / 1024, resyncWireKiB: status.resyncWireBytes / 1024,
+            replicatedDataKiB: status.replicatedDataBytes / 1024, replicatedWireKiB: status.replicatedWireBytes / 1024,
+            uuids: [Hex.upper(status.uuids.current, digits: 16), Hex.upper(status.uuids.bitmap, digits: 16),
+                    Hex.upper(status.uuids.history0, digits: 16), Hex.upper(status.uuids.history1, digits: 16)],
+            holds: DataHint.describe(status))
+        o.heapInUseKiB = heapInUseKiB
         if let w = diskWrites {
-            o["disk-writes"] = w.writes
-            o["disk-write-ios"] = w.ios
+            o.diskWrites = w.writes
+            o.diskWriteIOs = w.ios
         }
         if let d = done {
-            o["done"] = (d * 100).rounded() / 100
-            if !isVerifying { o["resync-total-kib"] = status.resyncTotalBits * 4 }
+            o.done = (d * 100).rounded() / 100
+            if !isVerifying { o.resyncTotalKiB = status.resyncTotalBits * 4 }
         }
-        if status.resyncSameBytes > 0 { o["resync-same-kib"] = status.resyncSameBytes / 1024 }
+        if status.resyncSameBytes > 0 { o.resyncSameKiB = status.resyncSameBytes / 1024 }
         // The verify running, else the last one: KiB to verify, verified, found out of sync.
         if status.verifyTotalBits > 0 || isVerifying {
-            o["verify-total-kib"] = status.verifyTotalBits * 4
-            o["verify-done-kib"] = status.verifyDoneBits * 4
-            o["verify-found-kib"] = status.verifyFoundBits * 4
+            o.verifyTotalKiB = status.verifyTotalBits * 4
+            o.verifyDoneKiB = status.verifyDoneBits * 4
+            o.verifyFoundKiB = status.verifyFoundBits * 4
         }
-        if let s = status.verifyResumeSector { o["verify-resume-sector"] = s }
-        if let r = syncRate { o["sync-rate-kib"] = Int(r / 1024) }
-        if let e = etaSeconds { o["eta-seconds"] = Int(e.rounded(.up)) }
-        if let e = lastError ?? status.lastError { o["last-error"] = e }
-        if let t = tls { o["tls"] = t }
-        if let e = status.diskError { o["disk-error"] = e }
-        if status.splitBrain { o["split-brain"] = true }
-        o["holds"] = DataHint.describe(status)
+        o.verifyResumeSector = status.verifyResumeSector
+        if let r = syncRate { o.syncRateKiB = UInt64(r / 1024) }
+        if let e = etaSeconds { o.etaSeconds = UInt64(e.rounded(.up)) }
+        o.lastError = lastError ?? status.lastError
+        o.tls = tls
+        o.diskError = status.diskError
+        if status.splitBrain { o.splitBrain = true }
         return o
     }
 
-    public var jsonLine: String {
-        let data = try! JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
-        return String(decoding: data, as: UTF8.self)
+    /// The status as a JSON object, for event lines that add their own keys.
+    public var json: [String: Any] {
+        let data = (try? JSONEncoder().encode(snapshot)) ?? Data("{}".utf8)
+        return ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any]) ?? [:]
     }
 
-    /// The `drbdadm status` layout, from the JSON object (what the command gets over the
-    /// control socket).
-    public static func text(json r: [String: Any]) -> String {
-        func s(_ k: String) -> String { (r[k] as? String) ?? "?" }
-        var out = "\(s("resource")) role:\(s("role"))\n  disk:\(s("disk"))"
+}
+
+/// One resource's status in DRBD's spellings: what `status --json` prints, what the control
+/// protocol carries, and what the text layout is rendered from. Optional fields are left out
+/// of the JSON when they do not apply.
+public struct StatusSnapshot: Codable, Sendable, Equatable {
+    public var resource: String
+    public var role: String
+    public var disk: String
+    public var connection: String
+    public var peer: String
+    public var peerRole: String
+    public var peerDisk: String
+    public var outOfSyncKiB: UInt64
+    public var `protocol`: String
+    public var export: String
+    public var writesInFlight: Int
+    public var alWritesWaiting: Int
+    public var alExtentsHot: Int
+    public var alExtentsHeld: Int
+    public var bitmapUnwrittenPages: Int
+    public var sizeKiB: UInt64
+    public var dataAreaKiB: UInt64
+    public var resyncDataKiB: UInt64
+    public var resyncWireKiB: UInt64
+    public var replicatedDataKiB: UInt64
+    public var replicatedWireKiB: UInt64
+    public var uuids: [String]
+    /// What this node's data is (the newest, older than the peer's, being restored...).
+    public var holds: String
+    public var heapInUseKiB: UInt64?
+    public var diskWrites: UInt64?
+    public var diskWriteIOs: UInt64?
+    /// Percent done of the running resync or verify.
+    public var done: Double?
+    public var resyncTotalKiB: UInt64?
+    public var resyncSameKiB: UInt64?
+    public var verifyTotalKiB: UInt64?
+    public var verifyDoneKiB: UInt64?
+    public var verifyFoundKiB: UInt64?
+    public var verifyResumeSector: UInt64?
+    public var syncRateKiB: UInt64?
+    public var etaSeconds: UInt64?
+    public var lastError: String?
+    public var tls: String?
+    public var diskError: String?
+    public var splitBrain: Bool?
+
+    public init(resource: String, role: String, disk: String, connection: String, peer: String, peerRole: String,
+                peerDisk: String, outOfSyncKiB: UInt64, protocol: String, export: String, writesInFlight: Int,
+                alWritesWaiting: Int, alExtentsHot: Int, alExtentsHeld: Int, bitmapUnwrittenPages: Int, sizeKiB: UInt64,
+                dataAreaKiB: UInt64, resyncDataKiB: UInt64, resyncWireKiB: UInt64, replicatedDataKiB: UInt64,
+                replicatedWireKiB: UInt64, uuids: [String], holds: String) {
+        self.resource = resource; self.role = role; self.disk = disk; self.connection = connection; self.peer = peer
+        self.peerRole = peerRole; self.peerDisk = peerDisk; self.outOfSyncKiB = outOfSyncKiB; self.protocol = `protocol`
+        self.export = export; self.writesInFlight = writesInFlight; self.alWritesWaiting = alWritesWaiting
+        self.alExtentsHot = alExtentsHot; self.alExtentsHeld = alExtentsHeld; self.bitmapUnwrittenPages = bitmapUnwrittenPages
+        self.sizeKiB = sizeKiB; self.dataAreaKiB = dataAreaKiB; self.resyncDataKiB = resyncDataKiB
+        self.resyncWireKiB = resyncWireKiB; self.replicatedDataKiB = replicatedDataKiB
+        self.replicatedWireKiB = replicatedWireKiB; self.uuids = uuids; self.holds = holds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case resource, role, disk, connection, peer
+        case peerRole = "peer-role", peerDisk = "peer-disk", outOfSyncKiB = "out-of-sync-kib"
+        case `protocol`, export
+        case writesInFlight = "writes-in-flight", alWritesWaiting = "al-writes-waiting"
+        case alExtentsHot = "al-extents-hot", alExtentsHeld = "al-extents-held"
+        case bitmapUnwrittenPages = "bitmap-unwritten-pages", sizeKiB = "size-kib", dataAreaKiB = "data-area-kib"
+        case resyncDataKiB = "resync-data-kib", resyncWireKiB = "resync-wire-kib"
+        case replicatedDataKiB = "replicated-data-kib", replicatedWireKiB = "replicated-wire-kib"
+        case uuids, holds
+        case heapInUseKiB = "heap-in-use-kib", diskWrites = "disk-writes", diskWriteIOs = "disk-write-ios"
+        case done, resyncTotalKiB = "resync-total-kib", resyncSameKiB = "resync-same-kib"
+        case verifyTotalKiB = "verify-total-kib", verifyDoneKiB = "verify-done-kib", verifyFoundKiB = "verify-found-kib"
+        case verifyResumeSector = "verify-resume-sector", syncRateKiB = "sync-rate-kib", etaSeconds = "eta-seconds"
+        case lastError = "last-error", tls, diskError = "disk-error", splitBrain = "split-brain"
+    }
+
+    /// One JSON object, keys sorted (`status --json`).
+    public var jsonLine: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    /// Whether both disks hold the same data now: connected, both UpToDate, nothing marked.
+    public var inSync: Bool {
+        connection == "Connected" && disk == "UpToDate" && peerDisk == "UpToDate" && outOfSyncKiB == 0
+    }
+
+    /// The `drbdadm status` layout.
+    public var text: String {
+        var out = "\(resource) role:\(role)\n  disk:\(disk)"
         // As drbdsetup's `blocked:`: writes wait, here for a free activity-log slot.
-        if let w = r["al-writes-waiting"] as? Int, w > 0 { out += " blocked:activity-log writes-waiting:\(w)" }
-        if let e = r["disk-error"] as? String { out += "\n  disk-error: \(e)" }
+        if alWritesWaiting > 0 { out += " blocked:activity-log writes-waiting:\(alWritesWaiting)" }
+        if let e = diskError { out += "\n  disk-error: \(e)" }
         out += "\n"
-        out += "  \(s("peer")) connection:\(s("connection")) role:\(s("peer-role"))\n    peer-disk:\(s("peer-disk"))"
-        if let d = r["done"] as? Double {
+        out += "  \(peer) connection:\(connection) role:\(peerRole)\n    peer-disk:\(peerDisk)"
+        if let d = done {
             out += String(format: " done:%.2f", d)
-            if let rate = r["sync-rate-kib"] as? Int { out += " rate:\(rate)KiB/s" }
-            if let eta = r["eta-seconds"] as? Int { out += " eta:\(eta)s" }
+            if let rate = syncRateKiB { out += " rate:\(rate)KiB/s" }
+            if let eta = etaSeconds { out += " eta:\(eta)s" }
         }
-        if let oos = r["out-of-sync-kib"] as? Int, oos > 0 { out += " out-of-sync:\(oos)k" }
-        if let t = r["tls"] as? String { out += "\n  tls: \(t)" }
-        if let h = r["holds"] as? String { out += "\n  holds: \(h)" }
-        if let e = r["last-error"] as? String { out += "\n  last-error: \(e)" }
-        if r["split-brain"] as? Bool == true {
+        if outOfSyncKiB > 0 { out += " out-of-sync:\(outOfSyncKiB)k" }
+        if let t = tls { out += "\n  tls: \(t)" }
+        out += "\n  holds: \(holds)"
+        if let e = lastError { out += "\n  last-error: \(e)" }
+        if splitBrain == true {
             out += "\n  split-brain: unresolved; on the node whose changes are to be dropped: secondary, connect --discard-my-data"
         }
         return out

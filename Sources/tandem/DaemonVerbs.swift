@@ -18,8 +18,8 @@ struct ResourceArguments: ParsableArguments {
 
     /// A connection to the running daemon, or a failure saying it is not up.
     func client() throws -> ControlClient {
-        guard let c = ControlClient(path: ControlClient.path(resource)) else {
-            throw VerbFailure("\(resource): not up (no daemon answers on \(ControlClient.path(resource)))")
+        guard let c = ControlClient(resource: resource) else {
+            throw VerbFailure("\(resource): not up (no daemon answers on \(ControlClient.path(resource))); `tandem up \(resource)` starts it", exit: .notRunning)
         }
         return c
     }
@@ -37,7 +37,7 @@ struct Up: ParsableCommand {
         if foreground { unblockTerminationSignals() }
         let plan = try arguments.plan()
         let runDir = RuntimePaths.runDirectory
-        if ControlClient(path: ControlClient.path(plan.name)).flatMap({ try? $0.request(["verb": "status"]) }) != nil {
+        if ControlClient(resource: plan.name).flatMap({ try? $0.status() }) != nil {
             print("\(plan.name): already up")
             return
         }
@@ -69,7 +69,7 @@ struct Up: ParsableCommand {
         try p.run()
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
-            if let c = ControlClient(path: ControlClient.path(plan.name)), (try? c.request(["verb": "status"])) != nil { return }
+            if let c = ControlClient(resource: plan.name), (try? c.status()) != nil { return }
             if !p.isRunning {
                 let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
                 let tail = String(text.utf8.dropFirst(Int(logStart))).flatMap { $0 } ?? text
@@ -94,9 +94,9 @@ struct Down: ParsableCommand {
 
     func run() throws {
         let path = ControlClient.path(arguments.resource)
-        guard let c = ControlClient(path: path) else { return }  // already down
+        guard let c = ControlClient(resource: arguments.resource) else { return }  // already down
         let pidText = try? String(contentsOfFile: "\(RuntimePaths.runDirectory)/\(arguments.resource).pid", encoding: .utf8)
-        _ = try c.request(["verb": "down"])
+        try c.request(ControlRequest(.down), limit: 60)
         let pid = pidText.flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
@@ -112,13 +112,13 @@ struct Primary: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "primary", abstract: "Become Primary; --force makes this disk UpToDate and starts the initial full sync.")
     @OptionGroup var arguments: ResourceArguments
     @Flag(help: "Promote even if the local disk is not UpToDate (initial sync source).") var force = false
-    func run() throws { _ = try arguments.client().request(["verb": "primary", "force": force]) }
+    func run() throws { try arguments.client().request(ControlRequest(.primary, force: force)) }
 }
 
 struct Secondary: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "secondary", abstract: "Become Secondary.")
     @OptionGroup var arguments: ResourceArguments
-    func run() throws { _ = try arguments.client().request(["verb": "secondary"]) }
+    func run() throws { try arguments.client().request(ControlRequest(.secondary)) }
 }
 
 struct Connect: ParsableCommand {
@@ -126,13 +126,13 @@ struct Connect: ParsableCommand {
     @OptionGroup var arguments: ResourceArguments
     @Flag(name: .customLong("discard-my-data"),
           help: "After a split brain: this node's changes are thrown away and it resyncs from the peer.") var discardMyData = false
-    func run() throws { _ = try arguments.client().request(["verb": "connect", "discard-my-data": discardMyData]) }
+    func run() throws { try arguments.client().request(ControlRequest(.connect, discardMyData: discardMyData)) }
 }
 
 struct Disconnect: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "disconnect", abstract: "Drop the connection to the peer and stay StandAlone.")
     @OptionGroup var arguments: ResourceArguments
-    func run() throws { _ = try arguments.client().request(["verb": "disconnect"]) }
+    func run() throws { try arguments.client().request(ControlRequest(.disconnect)) }
 }
 
 struct Status: ParsableCommand {
@@ -141,14 +141,8 @@ struct Status: ParsableCommand {
     @Flag(help: "One JSON object.") var json = false
 
     func run() throws {
-        var r = try arguments.client().request(["verb": "status"])
-        r["ok"] = nil
-        if json {
-            let d = try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys])
-            print(String(decoding: d, as: UTF8.self))
-            return
-        }
-        print(StatusReport.text(json: r))
+        let s = try arguments.client().status()
+        print(json ? s.jsonLine : s.text)
     }
 }
 
@@ -159,12 +153,16 @@ struct Events: ParsableCommand {
     func run() throws {
         unblockTerminationSignals()
         let c = try arguments.client()
-        try c.send(["verb": "events"])
-        while let obj = c.receive() {
-            var o = obj
-            o["ok"] = nil
-            let d = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
-            FileHandle.standardOutput.write(d + Data("\n".utf8))
+        try c.send(ControlRequest(.events))
+        // The first line comes at once (the current state); then lines come when things happen.
+        var deadline: Date? = Date().addingTimeInterval(ControlClient.answerLimit)
+        while let line = try c.receiveLine(deadline: deadline, waitingFor: "`events` within \(Int(ControlClient.answerLimit)) s") {
+            deadline = nil
+            if line.hasPrefix("{\"error\"") || line.contains("\"ok\":false") {
+                let reply = try? ControlReply.decode(line: line)
+                throw VerbFailure(reply?.error?.message ?? line, exit: reply?.error.map { ExitCode($0.kind) } ?? .failed)
+            }
+            FileHandle.standardOutput.write(Data((line + "\n").utf8))
         }
     }
 }

@@ -25,15 +25,49 @@ struct GlobalOptions: ParsableArguments {
                 continue
             }
             if a.hasPrefix("--config=") || a.hasPrefix("--node=") { globals.append(a); i += 1; continue }
-            return args
+            // Not a global option and not a verb: keep the verb's place, so the parser names
+            // this word (an unknown verb) rather than the global options before it.
+            return [a] + globals + args[(i + 1)...]
         }
         return args
+    }
+}
+
+/// The command's exit codes: drbdadm's and drbdsetup's where they have one (a script or a
+/// cluster agent written for DRBD reads them the same), LSB's 3 for "not running".
+enum ExitCode: Int32 {
+    case success = 0
+    /// Anything else that failed (a config error, a disk that cannot be opened, a failed call).
+    case failed = 1
+    /// No daemon runs for the resource (LSB status "not running", which cluster agents read).
+    case notRunning = 3
+    /// The daemon did not answer in time (stopped or wedged).
+    case timedOut = 5
+    /// A state change was refused and nothing changed (drbdsetup's 11, e.g. device held open).
+    case refused = 11
+    /// `primary` cannot succeed by retrying: no UpToDate data here (drbdsetup's 17).
+    case cannotPromote = 17
+    /// Bad command line, or a command and a daemon that do not understand each other
+    /// (drbdsetup's 20).
+    case usage = 20
+
+    init(_ kind: ControlError.Kind) {
+        self = switch kind {
+        case .refused: .refused
+        case .cannotPromote: .cannotPromote
+        case .failed: .failed
+        case .badRequest, .versionMismatch: .usage
+        }
     }
 }
 
 /// Failures a verb reports as one line and a non-zero exit.
 struct VerbFailure: Error, CustomStringConvertible {
     let message: String
-    init(_ message: String) { self.message = message }
+    let exit: ExitCode
+    init(_ message: String, exit: ExitCode = .failed) {
+        self.message = message
+        self.exit = exit
+    }
     var description: String { message }
 }

@@ -169,7 +169,7 @@ struct Dump: ParsableCommand {
             return
         }
         do {
-            let local = try LocalResource(config: config, name: resource, node: node)
+            let local = try LocalResource(config: config, name: resource, node: node, opensDisks: false)
             print(ConfigDumper.dump(local.resource, node: node, showSecrets: showSecrets), terminator: "")
         } catch { throw fail(error) }
     }

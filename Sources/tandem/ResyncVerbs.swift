@@ -12,8 +12,7 @@ struct Resync: ParsableCommand {
     @Flag(help: "Return when the resync has ended; show its progress on a terminal.") var wait = false
 
     func run() throws {
-        let client = try arguments.client()
-        _ = try client.request(["verb": "resync"])
+        try arguments.client().request(ControlRequest(.resync))
         if wait { try SyncProgress(arguments: arguments).waitUntilInSync() }
     }
 }
@@ -21,86 +20,113 @@ struct Resync: ParsableCommand {
 struct PauseSync: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "pause-sync", abstract: "Pause a running resync (drbdadm pause-sync).")
     @OptionGroup var arguments: ResourceArguments
-    func run() throws { _ = try arguments.client().request(["verb": "pause-sync"]) }
+    func run() throws { try arguments.client().request(ControlRequest(.pauseSync)) }
 }
 
 struct ResumeSync: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "resume-sync", abstract: "Resume a paused resync (drbdadm resume-sync).")
     @OptionGroup var arguments: ResourceArguments
-    func run() throws { _ = try arguments.client().request(["verb": "resume-sync"]) }
+    func run() throws { try arguments.client().request(ControlRequest(.resumeSync)) }
 }
 
-/// Follows a resync through `status` until the node is Connected with nothing out of sync.
+/// Follows a resync or a verify through `status` until it ends. On a terminal it redraws one
+/// progress line in place; otherwise (cron, Ansible, a unit's journal) it prints a line every
+/// 10 s, so a long operation never looks hung. Figures count this operation only: what
+/// compression saved is measured from the status when the wait began.
 struct SyncProgress {
     let arguments: ResourceArguments
     let terminal = isatty(STDOUT_FILENO) == 1
+    /// Seconds between lines when not on a terminal.
+    static let lineEvery: TimeInterval = 10
+
+    /// Whether to draw now: every poll on a terminal, every `lineEvery` otherwise.
+    private final class Pacer {
+        var last: Date?
+        func due(_ terminal: Bool) -> Bool {
+            if terminal { return true }
+            if let l = last, Date().timeIntervalSince(l) < SyncProgress.lineEvery { return false }
+            last = Date()
+            return true
+        }
+    }
 
     func waitUntilInSync() throws {
         var drew = false
-        var total: Int?
-        defer { if drew { print("") } }
+        var total: UInt64?
+        let pacer = Pacer()
+        var base: StatusSnapshot?
+        defer { if drew && terminal { print("") } }
         while true {
-            var s = try arguments.client().request(["verb": "status"])
+            var s = try arguments.client().status()
+            if base == nil { base = s }
             // The total of the resync is known while it runs; the last frame keeps it.
-            if let t = s["resync-total-kib"] as? Int { total = t } else if let t = total { s["resync-total-kib"] = t }
-            let conn = s["connection"] as? String ?? "?"
-            let oos = s["out-of-sync-kib"] as? Int ?? 0
-            if conn == "Connected" && oos == 0 && s["disk"] as? String == "UpToDate" && s["peer-disk"] as? String == "UpToDate" {
-                if drew { draw(s, final: true) }
+            if let t = s.resyncTotalKiB { total = t } else if let t = total { s.resyncTotalKiB = t }
+            if s.inSync {
+                if drew { draw(s, since: base!, final: true) }
                 return
             }
-            if conn == "StandAlone" {
-                throw VerbFailure("\(arguments.resource): the resync stopped: \(s["last-error"] as? String ?? "StandAlone")")
+            if s.connection == "StandAlone" {
+                throw VerbFailure("\(arguments.resource): the resync stopped: \(s.lastError ?? "StandAlone")")
             }
-            if let e = s["disk-error"] as? String { throw VerbFailure("\(arguments.resource): \(e)") }
-            if terminal { draw(s, final: false); drew = true }
+            if let e = s.diskError { throw VerbFailure("\(arguments.resource): \(e)") }
+            if pacer.due(terminal) { draw(s, since: base!, final: false); drew = true }
             usleep(200_000)
         }
     }
 
     /// Follows a verify until the node is back to Connected; returns the last status.
-    func waitUntilVerified() throws -> [String: Any] {
+    func waitUntilVerified() throws -> StatusSnapshot {
         var drew = false
-        defer { if drew { print("") } }
+        let pacer = Pacer()
+        var base: StatusSnapshot?
+        defer { if drew && terminal { print("") } }
         while true {
-            let s = try arguments.client().request(["verb": "status"])
-            let conn = s["connection"] as? String ?? "?"
-            if conn != "VerifyS" && conn != "VerifyT" {
-                if conn == "Connected" {
-                    if drew { draw(s, final: true) }
+            let s = try arguments.client().status()
+            if base == nil { base = s }
+            if s.connection != "VerifyS" && s.connection != "VerifyT" {
+                if s.connection == "Connected" {
+                    if drew { draw(s, since: base!, final: true) }
                     return s
                 }
-                throw VerbFailure("\(arguments.resource): the verify stopped: \(s["last-error"] as? String ?? conn)")
+                throw VerbFailure("\(arguments.resource): the verify stopped: \(s.lastError ?? s.connection)")
             }
-            if terminal { draw(s, final: false); drew = true }
+            if pacer.due(terminal) { draw(s, since: base!, final: false); drew = true }
             usleep(200_000)
         }
     }
 
-    /// One line, redrawn in place: bar, done %, done/total, rate, ETA, state.
-    func draw(_ s: [String: Any], final: Bool) {
-        let done = final ? 100.0 : (s["done"] as? Double ?? 0)
-        let oos = Double(s["out-of-sync-kib"] as? Int ?? 0) / 1024
-        let total = Double(s["resync-total-kib"] as? Int ?? 0) / 1024
+    /// One line: bar, done %, done/total, rate, ETA, state. Redrawn in place on a terminal,
+    /// a line of its own otherwise.
+    func draw(_ s: StatusSnapshot, since base: StatusSnapshot, final: Bool) {
+        let line = Self.line(s, since: base, final: final)
+        FileHandle.standardOutput.write(Data((terminal ? "\r" + line + "   " : line + "\n").utf8))
+    }
+
+    static func line(_ s: StatusSnapshot, since base: StatusSnapshot, final: Bool) -> String {
+        let done = final ? 100.0 : (s.done ?? 0)
+        let oos = Double(s.outOfSyncKiB) / 1024
+        let total = Double(s.resyncTotalKiB ?? 0) / 1024
         let width = 30
         let filled = Int(done / 100 * Double(width))
-        var line = "\r[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "]"
-        if let vt = s["verify-total-kib"] as? Int, let vd = s["verify-done-kib"] as? Int, s["resync-total-kib"] == nil {
+        var line = "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "]"
+        if let vt = s.verifyTotalKiB, let vd = s.verifyDoneKiB, s.resyncTotalKiB == nil {
             line += String(format: " %5.1f%%  %.1f/%.1f MiB verified, %.1f MiB out of sync", done, Double(vd) / 1024,
-                           Double(vt) / 1024, Double(s["verify-found-kib"] as? Int ?? 0) / 1024)
+                           Double(vt) / 1024, Double(s.verifyFoundKiB ?? 0) / 1024)
         } else if total > 0 {
             line += String(format: " %5.1f%%  %.1f/%.1f MiB", done, final ? total : max(0, total - oos), total)
         } else {
             line += String(format: " %5.1f%%  %.1f MiB left", done, final ? 0 : oos)
         }
-        if let r = s["sync-rate-kib"] as? Int { line += String(format: "  %.1f MiB/s", Double(r) / 1024) }
-        if let eta = s["eta-seconds"] as? Int, !final { line += "  ETA \(eta)s" }
-        // What compression saved so far (resync data since the daemon started).
-        if let data = s["resync-data-kib"] as? Int, let wire = s["resync-wire-kib"] as? Int, data > wire {
+        if let r = s.syncRateKiB { line += String(format: "  %.1f MiB/s", Double(r) / 1024) }
+        if let eta = s.etaSeconds, !final { line += "  ETA \(eta)s" }
+        // What compression saved in this operation (the counters are the daemon's since it started).
+        let data = s.resyncDataKiB &- min(base.resyncDataKiB, s.resyncDataKiB)
+        let wire = s.resyncWireKiB &- min(base.resyncWireKiB, s.resyncWireKiB)
+        if data > wire {
             line += String(format: "  saved %.1f MiB (%.0f%%)", Double(data - wire) / 1024, 100 * Double(data - wire) / Double(data))
         }
-        line += "  \(s["connection"] as? String ?? "")"
-        FileHandle.standardOutput.write(Data((line + "   ").utf8))
+        line += "  \(s.connection)"
+        return line
     }
 }
 
@@ -116,7 +142,7 @@ struct Restore: ParsableCommand {
     @Flag(name: .customLong("discard-my-data"), help: "Throw away data only this node has.") var discardMyData = false
 
     func run() throws {
-        _ = try arguments.client().request(["verb": "restore", "discard-my-data": discardMyData])
+        try arguments.client().request(ControlRequest(.restore, discardMyData: discardMyData), limit: nil)
         if wait { try SyncProgress(arguments: arguments).waitUntilInSync() }
     }
 }
@@ -128,5 +154,5 @@ struct Restore: ParsableCommand {
 struct Resize: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "resize", abstract: "Grow the device after both backing devices grew (drbdadm resize).")
     @OptionGroup var arguments: ResourceArguments
-    func run() throws { _ = try arguments.client().request(["verb": "resize"]) }
+    func run() throws { try arguments.client().request(ControlRequest(.resize)) }
 }

@@ -12,8 +12,8 @@ struct Snapshot: ParsableCommand {
     @Flag(help: "Take it even of a disk that is not UpToDate (mid-resync); it is tagged inconsistent.") var force = false
 
     func run() throws {
-        let r = try arguments.client().request(["verb": "snapshot", "force": force])
-        print(r["snapshot"] as? String ?? "")
+        let r = try arguments.client().request(ControlRequest(.snapshot, force: force))
+        print(r.result ?? "")
     }
 }
 
@@ -63,7 +63,7 @@ struct AttachSnapshotVerb: ParsableCommand {
     @Flag(help: "Wait for a restore from the archive tier to complete (hours).") var wait = false
 
     func run() throws {
-        if ControlClient(path: ControlClient.path(arguments.resource)) != nil {
+        if ControlClient(resource: arguments.resource) != nil {
             throw VerbFailure("\(arguments.resource): up on this node: `tandem down \(arguments.resource)` first (the new volume replaces its disk)")
         }
         if let d = restoreArchiveDays, d < 1 || d > 180 { throw VerbFailure("--restore-archive: days from 1 to 180, not \(d)") }

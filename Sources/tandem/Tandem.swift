@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TandemDaemon
 
 /// The `tandem` command: DRBD's verbs for Tandem nodes.
 @main
@@ -22,14 +23,31 @@ struct Tandem: ParsableCommand {
     static func main() {
         let verbs = Set(configuration.subcommands.compactMap { $0.configuration.commandName })
         let args = GlobalOptions.reorder(Array(CommandLine.arguments.dropFirst()), verbs: verbs)
+        if args.first == "--version" || args.first == "-V" {
+            print(TandemVersion.text)
+            Foundation.exit(0)
+        }
+        if let first = args.first, !first.hasPrefix("-"), !verbs.contains(first), first != "help" {
+            fail("unknown verb '\(first)'; `tandem --help` lists the verbs", .usage)
+        }
         do {
             var command = try parseAsRoot(args)
             try command.run()
         } catch let failure as VerbFailure {
-            FileHandle.standardError.write(Data("tandem: \(failure.message)\n".utf8))
-            Foundation.exit(1)
+            fail(failure.message, failure.exit)
         } catch {
-            exit(withError: error)
+            let code = exitCode(for: error)
+            // Help and --version (exit 0) print as the parser prints them.
+            if code == .success { exit(withError: error) }
+            // A usage error exits 20, as drbdadm's and drbdsetup's do.
+            let usage = code == .validationFailure
+            fail(fullMessage(for: error), usage ? .usage : .failed)
         }
+    }
+
+    static func fail(_ message: String, _ code: ExitCode) -> Never {
+        let text = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
+        FileHandle.standardError.write(Data("tandem: \(text)\n".utf8))
+        Foundation.exit(code.rawValue)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TandemDaemon
 
 /// `verify RES [--wait] [--start SECTOR]`: online verify against the peer (verify-alg), as
 /// drbdadm verify. Blocks that differ are marked out of sync (never resynced by the verify);
@@ -12,15 +13,14 @@ struct Verify: ParsableCommand {
     @Option(name: .customLong("start"), help: "First sector to verify (default: where the last verify stopped, else 0).") var startSector: UInt64?
 
     func run() throws {
-        var request: [String: Any] = ["verb": "verify"]
-        if let s = startSector { request["start-sector"] = Int(s) }
-        _ = try arguments.client().request(request)
+        try arguments.client().request(ControlRequest(.verify, startSector: startSector))
         guard wait else { return }
         let s = try SyncProgress(arguments: arguments).waitUntilVerified()
-        let found = s["verify-found-kib"] as? Int ?? 0
-        let total = s["verify-total-kib"] as? Int ?? 0
+        let found = s.verifyFoundKiB ?? 0
+        let total = s.verifyTotalKiB ?? 0
         if found > 0 {
-            print("\(arguments.resource): verify found \(found) KiB out of sync in \(total) KiB (see the log for the ranges); `tandem resync \(arguments.resource)` mends them")
+            // As a failed check: a script running `verify --wait` learns the disks differ.
+            throw VerbFailure("\(arguments.resource): verify found \(found) KiB out of sync in \(total) KiB (see the log for the ranges); `tandem resync \(arguments.resource)` mends them")
         } else {
             print("\(arguments.resource): verify found no block out of sync in \(total) KiB")
         }
@@ -31,7 +31,7 @@ struct Verify: ParsableCommand {
 struct Invalidate: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "invalidate", abstract: "Mark every local block out of sync; resync them from the peer.")
     @OptionGroup var arguments: ResourceArguments
-    func run() throws { _ = try arguments.client().request(["verb": "invalidate"]) }
+    func run() throws { try arguments.client().request(ControlRequest(.invalidate)) }
 }
 
 /// `outdate RES`: this disconnected Secondary's data is older than the Primary's (what a
@@ -39,12 +39,12 @@ struct Invalidate: ParsableCommand {
 struct Outdate: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "outdate", abstract: "Mark this disconnected Secondary's disk Outdated.")
     @OptionGroup var arguments: ResourceArguments
-    func run() throws { _ = try arguments.client().request(["verb": "outdate"]) }
+    func run() throws { try arguments.client().request(ControlRequest(.outdate)) }
 }
 
 /// `invalidate-remote RES`: the peer's data is not to be trusted; every block resyncs to it.
 struct InvalidateRemote: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "invalidate-remote", abstract: "Mark every block of the peer out of sync; resync them to it.")
     @OptionGroup var arguments: ResourceArguments
-    func run() throws { _ = try arguments.client().request(["verb": "invalidate-remote"]) }
+    func run() throws { try arguments.client().request(ControlRequest(.invalidateRemote)) }
 }

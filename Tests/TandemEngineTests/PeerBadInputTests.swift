@@ -68,7 +68,7 @@ struct EnginePair {
                 cut()
             case .checkBacking(let t): backingAnswers.append((n, t))
             case .takeSnapshot(let id, let p): snapshotsAsked.append((n, id, p))
-            case .adminDone(let t, let e): adminDone[t] = .some(e)
+            case .adminDone(let t, let e): adminDone[t] = .some(e?.message)
             case .adminResult(let t, let text): adminResults[t] = text
             case .completeApp(let id, let e):
                 completed.insert(id)

@@ -443,7 +443,7 @@ struct ReplicationSimulation {
             }
         case .dropLink: cut(initiator: n)
         case .adminDone(let token, let err):
-            adminResults[token] = err ?? ""
+            adminResults[token] = err?.message ?? ""
             if let err { log.append("admin on \(n): \(err)") }
         case .runHandler(let h): log.append("[\(n)] handler \(h.rawValue)")
         case .takeSnapshot, .adminResult:

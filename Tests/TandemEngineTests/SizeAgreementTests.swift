@@ -82,7 +82,7 @@ import TandemCodecs
     @Test func resizeIsRefusedWithoutAPrimary() {
         var pair = Self.connected((16384, 16384), persistent: PersistentState(current: 0xABCD_0000, consistent: true, wasUpToDate: true))
         var done: [String?] = []
-        for a in pair.engines[0].handle(.admin(token: 3, .resize)) { if case .adminDone(_, let e) = a { done.append(e) } }
+        for a in pair.engines[0].handle(.admin(token: 3, .resize)) { if case .adminDone(_, let e) = a { done.append(e?.message) } }
         #expect(done == ["need one Primary to resize (as DRBD)"])
     }
 }

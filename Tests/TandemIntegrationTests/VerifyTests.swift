@@ -38,15 +38,19 @@ import Testing
         let load = try startLoad(c)
         defer { if load.isRunning { load.terminate() } }
         let v = try c.tandem(node, "verify", "--wait", "r0")
-        #expect(v.status == 0, "\(v.err)")
+        // Differences found: a failed check, for a script as for an operator.
+        #expect(v.status == 1, "verify --wait exited \(v.status) having found differences: \(v.err)")
         #expect(load.isRunning, "the write load ended before the verify did: it did not run alongside")
         load.terminate()
         load.waitUntilExit()
-        #expect(v.out.contains("verify found 20 KiB out of sync"), "\(v.out)")
+        #expect(v.err.contains("verify found 20 KiB out of sync"), "\(v.err)")
         for n in c.nodes {
             let s = try c.status(n)
             #expect(s["out-of-sync-kib"] as? Int == 20, "\(n): \(s)")
             #expect(s["connection"] as? String == "Connected", "\(n): \(s)")
+            // Both UpToDate by state, yet the blocks differ: `holds` must not say in sync.
+            let holds = s["holds"] as? String ?? ""
+            #expect(!holds.contains("in sync") && holds.contains("20 KiB out of sync"), "\(n): \(holds)")
         }
         let log = c.log(node)
         // Runs of adjacent blocks are one range, as DRBD logs them.

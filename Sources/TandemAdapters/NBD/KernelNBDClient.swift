@@ -91,6 +91,30 @@ public final class KernelNBDClient: @unchecked Sendable {
         return errno == EBUSY
     }
 
+    /// Other processes with the device open (from /proc/PID/fd), this one not counted: a
+    /// process that opened it without O_EXCL (a database on the raw device, dd) is not seen by
+    /// `isHeldOpen`.
+    public func openers() -> [(pid: Int32, command: String)] {
+        let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: devicePath)).map {
+            $0.hasPrefix("/") ? $0 : (devicePath as NSString).deletingLastPathComponent + "/" + $0
+        } ?? devicePath
+        let me = getpid()
+        var found: [(Int32, String)] = []
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), pid != me else { continue }
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(entry)/fd")) ?? []
+            let holds = fds.contains { fd in
+                let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(entry)/fd/\(fd)")
+                return link == target || link == devicePath
+            }
+            guard holds else { continue }
+            let comm = (try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            found.append((pid, comm))
+        }
+        return found
+    }
+
     /// Asks the kernel client to finish: it sends NBD_CMD_DISC and NBD_DO_IT returns.
     public func disconnect() {
         lock.lock(); defer { lock.unlock() }

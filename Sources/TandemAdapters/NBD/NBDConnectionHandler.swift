@@ -21,14 +21,19 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
     private var waiting: [NBDRequest] = []
     private var readingPaused = false
     private let admission: NBDAdmission
+    /// Told when this connection has the export open and when it closes (nil for the kernel
+    /// client's socket, which the daemon watches through the block device).
+    private let openClients: NBDOpenClients?
     /// NBD_CMD_DISC arrived: close once the requests in flight are answered.
     private var disconnecting = false
 
     /// `transmissionOnly`: the connection starts in the transmission phase (the kernel
     /// client's ioctl interface, which negotiates nothing on the wire).
-    init(backend: NBDBackend, admission: NBDAdmission, log: @escaping @Sendable (String) -> Void, transmissionOnly: Bool = false) {
+    init(backend: NBDBackend, admission: NBDAdmission, openClients: NBDOpenClients?, log: @escaping @Sendable (String) -> Void,
+         transmissionOnly: Bool = false) {
         self.backend = backend
         self.admission = admission
+        self.openClients = openClients
         self.log = log
         if transmissionOnly { parser.phase = .transmission }
     }
@@ -70,6 +75,14 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
     func decoderRemoved(context: ChannelHandlerContext) {
         waiting.removeAll()
         admission.forget(ObjectIdentifier(self))
+        openClients?.closed(ObjectIdentifier(self))
+    }
+
+    /// The handshake is over: the client has the export open.
+    private func enterTransmission(_ context: ChannelHandlerContext) {
+        parser.phase = .transmission
+        let from = context.channel.remoteAddress.map { "\($0)" } ?? "a Unix socket client"
+        openClients?.opened(ObjectIdentifier(self), from: from)
     }
 
     // MARK: options
@@ -104,7 +117,7 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
             b.writeInteger(transmissionFlags)
             if !noZeroes { b.writeBytes([UInt8](repeating: 0, count: 124)) }
             context.writeAndFlush(NIOAny(b), promise: nil)
-            parser.phase = .transmission
+            enterTransmission(context)
         case NBDProtocol.optAbort:
             optionReply(context, option, NBDProtocol.repAck)
             context.close(promise: nil)
@@ -134,7 +147,7 @@ final class NBDConnectionHandler: ByteToMessageDecoder, @unchecked Sendable {
             }
             optionReply(context, option, NBDProtocol.repInfo, sizes)
             optionReply(context, option, NBDProtocol.repAck)
-            if option == NBDProtocol.optGo { parser.phase = .transmission }
+            if option == NBDProtocol.optGo { enterTransmission(context) }
         default:
             optionReply(context, option, NBDProtocol.repErrUnsup)
         }

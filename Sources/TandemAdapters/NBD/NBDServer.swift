@@ -10,6 +10,8 @@ public final class NBDServer: @unchecked Sendable {
     private let log: @Sendable (String) -> Void
     /// Requests in flight over all the export's connections.
     private let admission = NBDAdmission()
+    /// The clients that have the export open now (read on the export's event loop).
+    public let openClients = NBDOpenClients()
 
     public init(group: EventLoopGroup, backend: NBDBackend, log: @escaping @Sendable (String) -> Void) {
         self.group = group
@@ -18,13 +20,13 @@ public final class NBDServer: @unchecked Sendable {
     }
 
     private var bootstrap: ServerBootstrap {
-        let backend = self.backend, log = self.log, admission = self.admission
+        let backend = self.backend, log = self.log, admission = self.admission, openClients = self.openClients
         return ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture {
-                    try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(NBDConnectionHandler(backend: backend, admission: admission, log: log)))
+                    try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(NBDConnectionHandler(backend: backend, admission: admission, openClients: openClients, log: log)))
                     ch.writeAndFlush(NBDConnectionHandler.greeting(ch.allocator), promise: nil)
                 }
             }
@@ -48,7 +50,7 @@ public final class NBDServer: @unchecked Sendable {
             .channelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture {
                     try ch.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(NBDConnectionHandler(backend: backend, admission: admission, log: log, transmissionOnly: true)))
+                        ByteToMessageHandler(NBDConnectionHandler(backend: backend, admission: admission, openClients: nil, log: log, transmissionOnly: true)))
                 }
             }
             .withConnectedSocket(connectedSocket).wait()

@@ -117,7 +117,9 @@ public enum EngineAction: Sendable {
     case completeRead(id: UInt64, data: [UInt8]?, error: String?)
     /// Close both sockets; reconnect afterwards unless the connection state is StandAlone.
     case dropLink(reason: String)
-    case adminDone(token: UInt64, error: String?)
+    /// An admin command has finished: nil when it did what it asked, else why not (and of what
+    /// kind, which the command turns into its exit code).
+    case adminDone(token: UInt64, error: AdminRefusal?)
     /// Something an operator wants in the log and in `events`.
     case log(String)
     /// Re-read the backing device's size; if it grew, move the meta-data to the new end (with

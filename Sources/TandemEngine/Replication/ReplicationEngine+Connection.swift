@@ -427,7 +427,7 @@ extension ReplicationEngine {
             default: "the peer refused the state change (\(rc))"
             }
             if case .restore = cmd { restoreAdmin = nil }
-            emit(.adminDone(token: token, error: why))
+            emit(.adminDone(token: token, error: AdminRefusal(why)))
             return
         }
         switch cmd {
@@ -473,7 +473,7 @@ extension ReplicationEngine {
         case .primary(let force):
             if role == .primary { emit(.adminDone(token: token, error: nil)); return }
             if peerRole == .primary { emit(.adminDone(token: token, error: "the peer is Primary (two primaries are not allowed)")); return }
-            if disk == .diskless { emit(.adminDone(token: token, error: "no local disk")); return }
+            if disk == .diskless { emit(.adminDone(token: token, error: .cannotPromote("no local disk"))); return }
             if fencingPeer != nil { emit(.adminDone(token: token, error: "fence-peer is running; try again when it has returned")); return }
             if mayPromoteDuringRestore {
                 // Instant access: the role changes, the restore goes on (force or not).
@@ -486,11 +486,11 @@ extension ReplicationEngine {
                 return
             }
             if disk == .outdated && !force {
-                emit(.adminDone(token: token, error: "local disk is Outdated: the peer has newer data (it was outdated when the Primary lost it); use --force only if the peer's data is lost"))
+                emit(.adminDone(token: token, error: .cannotPromote("local disk is Outdated: the peer has newer data (it was outdated when the Primary lost it); use --force only if the peer's data is lost")))
                 return
             }
             if disk < .upToDate && !force {
-                emit(.adminDone(token: token, error: "local disk is \(disk), not UpToDate: use --force to make it the sync source"))
+                emit(.adminDone(token: token, error: .cannotPromote("local disk is \(disk), not UpToDate: use --force to make it the sync source")))
                 return
             }
             if resync != nil && disk < .upToDate {
@@ -569,6 +569,13 @@ extension ReplicationEngine {
             emit(.adminDone(token: token, error: "the peer is Primary and so the sync source: run resync there"))
             return
         }
+        // Connected, both UpToDate, nothing marked (writes and verify mark both sides): there
+        // is nothing to move, and no reconnect or new data generation is wanted for it.
+        if link != nil && conn == .connected && disk == .upToDate && peerDisk == .upToDate && bitmap.setCount == 0 {
+            log("resync: nothing is marked out of sync; nothing to do")
+            emit(.adminDone(token: token, error: nil))
+            return
+        }
         if disk == .upToDate && persistent.bitmap == 0 { newCurrentUUID() }
         resyncAdmin = (token, linkGeneration, nowMs + 30_000)
         if link != nil {
@@ -594,7 +601,7 @@ extension ReplicationEngine {
             return
         }
         resyncAdmin = nil
-        emit(.adminDone(token: token, error: error))
+        emit(.adminDone(token: token, error: error.map { AdminRefusal($0) }))
     }
 
     /// A resync pauses while this node (pause-sync) or the peer asks for it, and goes on after.

@@ -73,7 +73,7 @@ extension ReplicationEngine {
         } else if link != nil {
             emit(.adminDone(token: token, error: "the peer connected while it was being fenced; try again"))
         } else {
-            emit(.adminDone(token: token, error: "local disk is Consistent and fence-peer could not outdate the peer (\(what)): it may hold newer data; use --force only if it is lost"))
+            emit(.adminDone(token: token, error: .cannotPromote("local disk is Consistent and fence-peer could not outdate the peer (\(what)): it may hold newer data; use --force only if it is lost")))
         }
     }
 
@@ -89,7 +89,7 @@ extension ReplicationEngine {
             outdateMyself()
             error = nil
         }
-        emit(.adminDone(token: token, error: error))
+        emit(.adminDone(token: token, error: error.map { AdminRefusal($0) }))
     }
 
     mutating func outdateMyself() {

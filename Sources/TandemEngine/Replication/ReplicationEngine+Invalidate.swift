@@ -8,7 +8,7 @@ import TandemCodecs
 /// next connection resyncs it whole; `invalidate-remote` does that for the peer on a Primary.
 extension ReplicationEngine {
     mutating func invalidateVerb(_ token: UInt64) {
-        if let why = invalidateRefusal() { emit(.adminDone(token: token, error: why)); return }
+        if let why = invalidateRefusal() { emit(.adminDone(token: token, error: AdminRefusal(why))); return }
         if role == .primary {
             emit(.adminDone(token: token, error: "this node is Primary: its disk cannot become Inconsistent under the application (make it Secondary first)"))
             return
@@ -30,7 +30,7 @@ extension ReplicationEngine {
     }
 
     mutating func invalidateRemoteVerb(_ token: UInt64) {
-        if let why = invalidateRefusal() { emit(.adminDone(token: token, error: why)); return }
+        if let why = invalidateRefusal() { emit(.adminDone(token: token, error: AdminRefusal(why))); return }
         if disk != .upToDate {
             emit(.adminDone(token: token, error: "the local disk is \(disk), not UpToDate: it cannot be the source"))
             return
@@ -63,7 +63,7 @@ extension ReplicationEngine {
             why = "the peer is Primary: its disk cannot become Inconsistent under its application"
         }
         if let why {
-            emit(.adminDone(token: token, error: why))
+            emit(.adminDone(token: token, error: AdminRefusal(why)))
             return true
         }
         pendingAdmin = (token, cmd)

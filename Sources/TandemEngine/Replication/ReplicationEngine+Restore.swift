@@ -17,7 +17,7 @@ struct RestoreAdmin: Sendable {
 /// for the peer at most restoreWaitMs (startup wfc-timeout).
 extension ReplicationEngine {
     mutating func restoreVerb(_ token: UInt64, discardMyData: Bool) {
-        func refuse(_ why: String) { emit(.adminDone(token: token, error: why)) }
+        func refuse(_ why: String) { emit(.adminDone(token: token, error: AdminRefusal(why))) }
         if role == .primary {
             refuse("this node is Primary: make it Secondary first, run restore, then promote it again once it is SyncTarget (blocks not yet restored are then read from the peer)")
             return
@@ -39,7 +39,7 @@ extension ReplicationEngine {
     mutating func finishRestore(_ error: String?) {
         guard let r = restoreAdmin else { return }
         restoreAdmin = nil
-        emit(.adminDone(token: r.token, error: error))
+        emit(.adminDone(token: r.token, error: error.map { AdminRefusal($0) }))
     }
 
     /// Called after every event while a restore waits.

@@ -68,7 +68,7 @@ extension ReplicationEngine {
             // P_SIZES comes after it waits for the sync UUID).
             if growResyncPending && conn == .connected && s.currentSectors == sizeSectors { resyncAfterGrow() }
         }
-        if let t = c.admin { emit(.adminDone(token: t, error: error)) }
+        if let t = c.admin { emit(.adminDone(token: t, error: error.map { AdminRefusal($0) })) }
         if inbound.waitingForBacking {
             inbound.waitingForBacking = false
             drainInbound()
@@ -84,7 +84,7 @@ extension ReplicationEngine {
                 ? "resize is not allowed during a resync or verify (\(conn))"
             : role != .primary && peerRole != .primary ? "need one Primary to resize (as DRBD)"
             : nil
-        if let refusal { emit(.adminDone(token: token, error: refusal)); return }
+        if let refusal { emit(.adminDone(token: token, error: AdminRefusal(refusal))); return }
         checkBacking(admin: token)
     }
 

@@ -19,7 +19,7 @@ extension ReplicationEngine {
         }
         if role == .primary {
             if let why = markRefusal() {
-                emit(.adminDone(token: token, error: why))
+                emit(.adminDone(token: token, error: AdminRefusal(why)))
                 return
             }
             if settings.beforeSnapshotHandler {
@@ -158,7 +158,7 @@ extension ReplicationEngine {
         if let e = error { log("snapshot: not taken: \(e)") }
         if let t = m.admin {
             if let s = snapshotID { emit(.adminResult(token: t, text: s)) }
-            emit(.adminDone(token: t, error: error))
+            emit(.adminDone(token: t, error: error.map { AdminRefusal.failed($0) }))
         } else if link != nil {
             send(.snapshotResult(id: m.id, status: snapshotID == nil ? 1 : 0, text: snapshotID ?? error ?? ""))
         }

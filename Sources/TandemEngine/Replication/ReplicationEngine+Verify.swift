@@ -66,7 +66,7 @@ extension ReplicationEngine {
 
     /// `verify`: asks the peer to become VerifyT (P_STATE_CHG_REQ), as drbdadm verify does.
     mutating func startVerifyVerb(_ token: UInt64, startSector: UInt64?) {
-        if let why = verifyRefusal() { emit(.adminDone(token: token, error: why)); return }
+        if let why = verifyRefusal() { emit(.adminDone(token: token, error: AdminRefusal(why))); return }
         if let s = startSector, s >= sizeSectors {
             emit(.adminDone(token: token, error: "start sector \(s) is beyond the end of the device (\(sizeSectors) sectors)"))
             return
