@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.2"),
         // HTTP for the EC2 API and IMDSv2 (no AWS SDK for Swift is on the mirror).
         .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
+        // Leveled logging (the daemon's one handler: journald priorities or an appended file).
+        .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
     ],
     targets: [
         // System C libraries, used through small shims.
@@ -53,6 +55,7 @@ let package = Package(
         // The node daemon and the pieces the command shares with it (resource resolution, paths).
         .target(name: "TandemDaemon", dependencies: [
             "TandemAdapters", "TandemEngine", "TandemCodecs", "TandemAWS",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),

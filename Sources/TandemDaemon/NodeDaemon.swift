@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 import NIOPosix
 import TandemAdapters
@@ -66,6 +67,9 @@ public final class NodeDaemon: @unchecked Sendable {
     let wall = WallClock.fromEnvironment()
     var syncRate: Double?
     let exitPromise: EventLoopPromise<Void>
+    /// Where the log goes (the journal or an appended file) and the logger writing to it.
+    let logSink: DaemonLog
+    let logger: Logger
 
     /// Threads reading for the engine at once (random 4 KiB reads here: about 3k per second one
     /// at a time, 23-30k with 8-32 in flight).
@@ -77,6 +81,12 @@ public final class NodeDaemon: @unchecked Sendable {
     public init(plan: ResourcePlan, runDir: String) throws {
         self.plan = plan
         self.runDir = runDir
+        // SIGHUP asks for the log to be opened again (logrotate); its default would end us.
+        signal(SIGHUP, SIG_IGN)
+        let clock = WallClock.fromEnvironment()
+        logSink = try DaemonLog(file: plan.logFile, now: { clock.now() })
+        let sink = logSink
+        logger = Logger(label: plan.name) { label in DaemonLogHandler(sink: sink, label: label) }
         do {
             device = try FileBlockDevice(path: plan.diskPath)
         } catch { throw ConfigError(nil, "\(plan.diskPath): \(error)") }
@@ -172,6 +182,16 @@ public final class NodeDaemon: @unchecked Sendable {
         signal(SIGTERM, SIG_IGN)
         signals.setEventHandler { me.loop.execute { me.shutdown { _ in } } }
         signals.resume()
+        let hupSignals = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hupSignals.setEventHandler {
+            me.loop.execute {
+                do {
+                    try me.logSink.reopen()
+                    me.log("log file opened again (SIGHUP)")
+                } catch { me.log("SIGHUP: \(error); logging goes on to the old file", .error) }
+            }
+        }
+        hupSignals.resume()
         let intSignals = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
         signal(SIGINT, SIG_IGN)
         intSignals.setEventHandler { me.loop.execute { me.shutdown { _ in } } }
@@ -191,13 +211,14 @@ public final class NodeDaemon: @unchecked Sendable {
 
     var monotonicMs: UInt64 { (DispatchTime.now().uptimeNanoseconds - startedUptimeNs) / 1_000_000 }
 
-    func log(_ s: String) {
+    func log(_ s: String, _ weight: LogWeight = .note) {
         // The limiter is the loop's: a line from another thread goes through it.
-        guard loop.inEventLoop else { loop.execute { self.log(s) }; return }
-        // Repeated messages are limited (a few a minute each); events carry what the log does.
-        for m in logLimiter.lines(for: s, nowMs: monotonicMs) {
-            let line = "\(logTimeFormat.string(from: wall.now())) \(plan.name): \(m)"
-            FileHandle.standardError.write(Data((line + "\n").utf8))
+        guard loop.inEventLoop else { loop.execute { self.log(s, weight) }; return }
+        // Repeated messages are limited (a few a minute each), state changes never; events
+        // carry what the log does.
+        let lines = weight == .stateChange ? [s] : logLimiter.lines(for: s, nowMs: monotonicMs)
+        for m in lines {
+            logger.log(level: DaemonLog.level(weight), "\(m)")
             broadcast(["type": "log", "resource": plan.name, "message": m])
         }
     }
@@ -219,7 +240,7 @@ public final class NodeDaemon: @unchecked Sendable {
             lastStatus = st
             return
         }
-        if lastStatus != nil { log("state: \(st.role)/\(st.peerRole) \(st.connection) \(st.disk)/\(st.peerDisk)") }
+        if lastStatus != nil { log("state: \(st.role)/\(st.peerRole) \(st.connection) \(st.disk)/\(st.peerDisk)", .stateChange) }
         if let old = lastStatus, [.syncTarget, .pausedSyncT].contains(old.connection), old.disk != .upToDate, st.disk == .upToDate,
            let schedule = snapshotSchedule {
             // This node's copy is whole again: the policy's after-resync snapshot.
@@ -313,7 +334,7 @@ public final class NodeDaemon: @unchecked Sendable {
             adminResults[token] = text
         case .takeSnapshot(let id, let point):
             takeSnapshot(id: id, point)
-        case .log(let s): log(s)
+        case .log(let s, let weight): log(s, weight)
         case .runHandler(let h): handlers.run(h)
         case .checkBacking(let token):
             // The bitmap as it stands now: later changes reach the disk through meta-data

@@ -75,6 +75,8 @@ public struct ResourcePlan: Sendable {
     public var handlers: [Handler: String] = [:]
     /// What a handler finds in its environment, as drbdadm sets it.
     public var handlerEnvironment: [String: String] = [:]
+    /// Where the daemon logs when not under systemd (options `log-file`, else DaemonLog's default).
+    public var logFile: String
 
     public init(_ local: LocalResource, runDir: String) throws {
         let r = local.resource, c = local.config
@@ -203,6 +205,12 @@ public struct ResourcePlan: Sendable {
         }
         st.alExtents = alExtents
         settings = st
+        if let f = v("log-file", "options") {
+            guard f.hasPrefix("/") else { throw ConfigError(nil, "\(r.name): log-file must be an absolute path, not '\(f)'") }
+            logFile = f
+        } else {
+            logFile = DaemonLog.defaultPath(resource: r.name)
+        }
         // Last, after every check of the file alone: an EBS volume is looked up in AWS.
         (diskPath, ebs) = try BackingDisk.resolve(local)
         if let e = ebs { settings.snapshotHoldMs = UInt64(e.settings.snapshotHoldSeconds * 1000) }

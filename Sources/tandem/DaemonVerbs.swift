@@ -52,12 +52,14 @@ struct Up: ParsableCommand {
             return
         }
         try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
-        let logPath = "\(runDir)/\(plan.name).log"
-        // The log goes on across restarts (what happened before a crash stays readable).
-        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
-        guard let log = FileHandle(forWritingAtPath: logPath) else { throw VerbFailure("cannot write \(logPath)") }
-        log.seekToEndOfFile()
-        let logStart = log.offsetInFile
+        let logPath = plan.logFile
+        try? FileManager.default.createDirectory(atPath: (logPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        // The log goes on across restarts (what happened before a crash stays readable), and
+        // is appended to (O_APPEND), so logrotate's copytruncate leaves no hole.
+        let fd = open(logPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { throw VerbFailure("cannot write \(logPath): \(String(cString: strerror(errno)))") }
+        let log = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        let logStart = log.seekToEndOfFile()
         // Re-execute ourselves in a new session (never fork() in a process that has threads).
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")

@@ -74,7 +74,7 @@ struct EnginePair {
                 completed.insert(id)
                 if let e { appErrors[id] = e }
             case .completeRead(let id, let d, let e): reads[id] = (d, e)
-            case .log(let line): logs[n].append(line)
+            case .log(let line, _): logs[n].append(line)
             case .runHandler(let h): handlersRun.append((n, h))
             default: break
             }

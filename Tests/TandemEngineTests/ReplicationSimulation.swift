@@ -453,7 +453,7 @@ struct ReplicationSimulation {
             // size tests do).
             throw SimFailure(description: "node \(n) looked at its backing device without a resize")
         case .completeRead(let id, let data, let error): try onReadDone(n, id, data, error)
-        case .log(let s):
+        case .log(let s, _):
             if s.hasPrefix("Online verify done") { verifiesDone[n] += 1 }
             log.append("[\(n)] \(s)")
         }

@@ -39,6 +39,13 @@ public enum OptionCatalog {
         OptionSpec(name: "tls-peer-fingerprint", kind: .string, defaultValue: nil, tandemExtension: true),
     ]
 
+    /// Tandem's own resource options.
+    static let tandemOptions: [OptionSpec] = [
+        // The daemon's log file when not under systemd (default RES.log in $TANDEM_LOG_DIR,
+        // $TANDEM_RUN_DIR or /var/log/tandem).
+        OptionSpec(name: "log-file", kind: .string, defaultValue: nil, tandemExtension: true),
+    ]
+
     /// The `ebs { }` section of an `on` host (Tandem's EBS target; see EBSSettings).
     static let ebs: [OptionSpec] = [
         OptionSpec(name: "region", kind: .string, defaultValue: nil, tandemExtension: true),
@@ -89,7 +96,7 @@ public enum OptionCatalog {
         switch section {
         case "net": return generated_net + tandemNet
         case "disk": return generated_disk
-        case "options": return generated_options
+        case "options": return generated_options + tandemOptions
         case "startup": return startup
         case "ebs": return ebs
         case "global": return global

@@ -47,6 +47,18 @@ public enum DiskResult: Sendable, Equatable {
     case failed(String)
 }
 
+/// How much a log line matters, which decides its level and whether repeats may be dropped.
+public enum LogWeight: Sendable, Equatable {
+    /// An ordinary note (info).
+    case note
+    /// A state change: a notice, never rate-limited.
+    case stateChange
+    /// Something went wrong that the engine handles (warning).
+    case warning
+    /// Data could not be read or written (error).
+    case error
+}
+
 public enum AdminCommand: Sendable, Equatable {
     case primary(force: Bool)
     case secondary
@@ -120,8 +132,10 @@ public enum EngineAction: Sendable {
     /// An admin command has finished: nil when it did what it asked, else why not (and of what
     /// kind, which the command turns into its exit code).
     case adminDone(token: UInt64, error: AdminRefusal?)
-    /// Something an operator wants in the log and in `events`.
-    case log(String)
+    /// Something an operator wants in the log and in `events`, with its weight: a state change
+    /// (role, connection, disk, resync start and end, split brain, detach) is never
+    /// rate-limited; only identical repeats of other lines are.
+    case log(String, LogWeight)
     /// Re-read the backing device's size; if it grew, move the meta-data to the new end (with
     /// the engine's bitmap as it is now) and answer `.backingChecked` with the new data area.
     case checkBacking(token: UInt64)

@@ -39,7 +39,7 @@ extension ReplicationEngine {
         let peerMayBeUpToDate = peerDisk >= .consistent && !peerOutdated
         link = nil
         if conn != .standAlone { conn = .wfConnection }
-        if hadLink { lastError = lastError ?? reason; log("connection lost: \(reason)") }
+        if hadLink { lastError = lastError ?? reason; log("connection lost: \(reason)", .warning) }
         peerRole = .unknown
         peerDisk = .dUnknown
         peerPaused = false
@@ -110,7 +110,7 @@ extension ReplicationEngine {
                 fail("cannot resync what went unreplicated while Ahead: the local disk is \(disk)")
                 return
             }
-            log("the link caught up: resyncing what went unreplicated while Ahead")
+            logState("the link caught up: resyncing what went unreplicated while Ahead")
             startResyncAsSource()
             l = link ?? l
         }
@@ -249,7 +249,7 @@ extension ReplicationEngine {
             // The peer pulled ahead: its writes now arrive as P_OUT_OF_SYNC until it resyncs them.
             conn = .behind
             if disk == .upToDate { disk = .consistent }
-            log("the peer went Ahead (congestion): Behind until it resyncs")
+            logState("the peer went Ahead (congestion): Behind until it resyncs")
         case .connected:
             let peerStartsSync = [.startingSyncS, .startingSyncT, .wfBitMapS, .wfBitMapT].contains(c)
             let considerResync = (disk == .inconsistent && d == .upToDate && oldPeerDisk != .upToDate)
@@ -646,7 +646,7 @@ extension ReplicationEngine {
             persistent.current |= 1
             persist()
         }
-        log("role: Primary\(force ? " (forced)" : "")")
+        logState("role: Primary\(force ? " (forced)" : "")")
         if link != nil {
             sendUUIDs()
             sendState()

@@ -42,7 +42,7 @@ extension ReplicationEngine {
             }
         case .flush: break
         }
-        guard disk > .diskless else { log(what); return }
+        guard disk > .diskless else { log(what, .error); return }
         switch settings.onIOError {
         case .passOn: passOnError(what)
         case .callLocalIOError:

@@ -85,7 +85,7 @@ extension ReplicationEngine {
         else if role == .primary { error = "Refusing to be Outdated while Primary" }
         else if disk < .outdated { error = "Disk state is lower than outdated (\(disk))" }
         else {
-            if disk != .outdated { log("disk outdated by request: the peer holds newer data") }
+            if disk != .outdated { logState("disk outdated by request: the peer holds newer data") }
             outdateMyself()
             error = nil
         }

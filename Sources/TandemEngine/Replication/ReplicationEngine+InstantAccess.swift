@@ -53,7 +53,7 @@ extension ReplicationEngine {
         persistent.primary = true
         persistent.current |= 1
         persist()
-        log("role: Primary while the disk is restored (\(bitmap.setCount * 4) KiB left): blocks not yet restored are read from the peer")
+        logState("role: Primary while the disk is restored (\(bitmap.setCount * 4) KiB left): blocks not yet restored are read from the peer")
         sendUUIDs()
         sendState()
         emit(.adminDone(token: token, error: nil))

@@ -44,7 +44,7 @@ extension ReplicationEngine {
         }
         markAllOutOfSync()
         if persistent.bitmap == 0 { newCurrentUUID() }
-        log("invalidate-remote: every block is out of sync; the peer is resynced whole when it connects")
+        logState("invalidate-remote: every block is out of sync; the peer is resynced whole when it connects")
         emit(.adminDone(token: token, error: nil))
     }
 
@@ -96,10 +96,10 @@ extension ReplicationEngine {
             persist()
         }
         switch (target, byPeer) {
-        case (true, false): log("invalidate: every block out of sync, full resync from the peer")
-        case (false, false): log("invalidate-remote: every block out of sync, full resync to the peer")
-        case (false, true): log("the peer invalidated its data: every block out of sync, full resync to it")
-        case (true, true): log("the peer invalidated this node's data: every block out of sync, full resync from it")
+        case (true, false): logState("invalidate: every block out of sync, full resync from the peer")
+        case (false, false): logState("invalidate-remote: every block out of sync, full resync to the peer")
+        case (false, true): logState("the peer invalidated its data: every block out of sync, full resync to it")
+        case (true, true): logState("the peer invalidated this node's data: every block out of sync, full resync from it")
         }
         startingSyncDurableAt = writeBackBitmap() ?? lane.doneSeq
         sendState()

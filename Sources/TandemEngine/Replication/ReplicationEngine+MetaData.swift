@@ -280,7 +280,7 @@ extension ReplicationEngine {
         }
         failWritesAfterBits(reason)
         let throughPeer = role == .primary && servedThroughPeer && resync == nil && verify == nil
-        log(throughPeer ? "\(reason): I/O goes on through the peer, whose disk is UpToDate" : reason)
+        logState(throughPeer ? "\(reason): I/O goes on through the peer, whose disk is UpToDate" : reason)
         let waitingForLog = gate.waitingForSlot + gate.waitingForTransaction.map(\.rid)
         gate.waitingForSlot.removeAll()
         gate.waitingForTransaction.removeAll()

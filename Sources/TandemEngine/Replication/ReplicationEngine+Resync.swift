@@ -134,7 +134,7 @@ extension ReplicationEngine {
         applyPause()
         peerDisk = .inconsistent
         resync = ResyncState(isSource: true, totalBits: bitmap.setCount, lastStepMs: nowMs, startMs: nowMs)
-        log("Began resync as SyncSource (will sync \(bitmap.setCount * 4) KB)")
+        logState("Began resync as SyncSource (will sync \(bitmap.setCount * 4) KB)")
         sendState()
     }
 
@@ -164,7 +164,7 @@ extension ReplicationEngine {
         let peerCrashed = (link?.peerUUIDFlags ?? 0) & UUIDSet.flagCrashedPrimary != 0
         resync?.useCsums = !settings.csumsAlg.isEmpty && (link?.agreedVersion ?? 0) >= 89
             && (!settings.csumsAfterCrashOnly || peerCrashed)
-        log("Began resync as SyncTarget (will sync \(bitmap.setCount * 4) KB\(resync?.useCsums == true ? ", comparing \(settings.csumsAlg) digests first" : ""))")
+        logState("Began resync as SyncTarget (will sync \(bitmap.setCount * 4) KB\(resync?.useCsums == true ? ", comparing \(settings.csumsAlg) digests first" : ""))")
         sendState()
         // The bits to resync (the peer's merged into ours) are durable before the first block
         // is requested: the source forgets a bit once this node acknowledges its block, and a
@@ -392,7 +392,7 @@ extension ReplicationEngine {
         persistent.consistent = true
         persistent.wasUpToDate = true
         persist()
-        log("Resync done \(summary) (target): disk UpToDate")
+        logState("Resync done \(summary) (target): disk UpToDate")
         sendUUIDs()
         sendState()
     }
@@ -611,8 +611,8 @@ extension ReplicationEngine {
         persist()
         conn = .connected
         peerDisk = .upToDate
-        if bitmap.setCount > 0 { log("resync finished with \(bitmap.setCount) bits still set") }
-        log("Resync done \(r.summary(nowMs: nowMs)) (source)")
+        if bitmap.setCount > 0 { logState("resync finished with \(bitmap.setCount) bits still set") }
+        logState("Resync done \(r.summary(nowMs: nowMs)) (source)")
         sendState()
     }
 }

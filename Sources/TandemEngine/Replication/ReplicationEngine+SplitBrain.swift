@@ -10,7 +10,7 @@ extension ReplicationEngine {
     mutating func resolveSplitBrain(_ hg: Int, rule: Int) -> Int {
         guard let l = link else { return -100 }
         var hg = hg
-        log("Split-Brain detected: both nodes changed the data while apart (uuid_compare()=\(hg) by rule \(rule)); this node changed \(sentBitsSet) blocks, the peer \(l.peerBitsSet)")
+        logState("Split-Brain detected: both nodes changed the data while apart (uuid_compare()=\(hg) by rule \(rule)); this node changed \(sentBitsSet) blocks, the peer \(l.peerBitsSet)")
         emit(.runHandler(.initialSplitBrain))
         if hg == 100 || (hg == -100 && settings.alwaysAsbp) {
             let forced = hg == -100
@@ -24,7 +24,7 @@ extension ReplicationEngine {
             if abs(hg) < 100 && d.primaryMustYield {
                 if requests.isEmpty && flushWaiters.isEmpty {
                     becomeSecondary()
-                    log("Successfully gave up primary role.")
+                    logState("Successfully gave up primary role.")
                 } else {
                     log("call-pri-lost-after-sb: this Primary lost but has writes in flight, so it cannot give up its role; calling pri-lost-after-sb")
                     emit(.runHandler(.priLostAfterSB))
@@ -32,13 +32,13 @@ extension ReplicationEngine {
                 }
             }
             if abs(hg) < 100 {
-                log("Split-Brain detected, \(d.primaries) primaries, automatically solved. Sync from \(hg < 0 ? "peer" : "this") node (\(d.why))")
+                logState("Split-Brain detected, \(d.primaries) primaries, automatically solved. Sync from \(hg < 0 ? "peer" : "this") node (\(d.why))")
                 if forced {
                     log("Doing a full sync, since UUIDs where ambiguous.")
                     hg *= 2
                 }
             } else {
-                log("Split-Brain not solved by the policies: \(d.why)")
+                logState("Split-Brain not solved by the policies: \(d.why)")
                 hg = -100
             }
         }
@@ -46,7 +46,7 @@ extension ReplicationEngine {
             let peerDiscards = l.peerUUIDFlags & UUIDSet.flagDiscardMyData != 0
             if discardMyData && !peerDiscards { hg = -1 }
             if !discardMyData && peerDiscards { hg = 1 }
-            if abs(hg) < 100 { log("Split-Brain detected, manually solved. Sync from \(hg > 0 ? "this" : "peer") node") }
+            if abs(hg) < 100 { logState("Split-Brain detected, manually solved. Sync from \(hg > 0 ? "this" : "peer") node") }
         }
         if hg == -100 {
             splitBrain = true

@@ -331,9 +331,9 @@ extension ReplicationEngine {
         lastVerify = (v.totalBits, v.foundBits)
         conn = .connected
         let seconds = max(1, (nowMs &- v.startMs) / 1000)
-        log("Online verify done (total \(seconds) sec; \(v.doneBits * 4 / seconds) K/sec)")
+        logState("Online verify done (total \(seconds) sec; \(v.doneBits * 4 / seconds) K/sec)")
         if v.foundBits > 0 {
-            log("Online verify found \(v.foundBits) 4k block out of sync!")
+            logState("Online verify found \(v.foundBits) 4k block out of sync!")
         }
         sendState()
     }
@@ -345,7 +345,7 @@ extension ReplicationEngine {
         let reached = v.isSource ? (v.inFlight.keys.min().map { $0 / 8 } ?? v.cursor) : v.startBit + v.doneBits
         if reached < bmBits {
             verifyResumeBit = reached
-            log("Online verify stopped at sector \(reached * 8) (\(v.foundBits) blocks out of sync found so far); the next verify starts there")
+            logState("Online verify stopped at sector \(reached * 8) (\(v.foundBits) blocks out of sync found so far); the next verify starts there")
         }
         if let r = v.run { log("Out of sync: start=\(r.sector), size=\(r.sectors) (sectors)") }
     }

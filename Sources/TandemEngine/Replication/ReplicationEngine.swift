@@ -259,7 +259,9 @@ public struct ReplicationEngine: Sendable {
 
     mutating func emit(_ a: EngineAction) { actions.append(a) }
     mutating func send(_ p: Packet, _ s: Socket = .data) { emit(.send(p, on: s)) }
-    mutating func log(_ s: String) { emit(.log(s)) }
+    mutating func log(_ s: String, _ weight: LogWeight = .note) { emit(.log(s, weight)) }
+    /// A state change for the log: never rate-limited.
+    mutating func logState(_ s: String) { emit(.log(s, .stateChange)) }
 
     /// Disk operations in flight never exceed what the other limits allow: one per issued
     /// request (the transfer log), the received writes, resync reads and writes max-buffers
