@@ -178,6 +178,9 @@ public final class NodeDaemon: @unchecked Sendable {
             }
         }.wait()
         log("up: \(plan.name) on \(plan.node), disk \(plan.diskPath) (\(engine.sizeSectors / 2) KiB of a \(store.layout.dataSectors / 2) KiB data area), export \(plan.export.uri), protocol \(["?", "A", "B", "C"][Int(plan.settings.wireProtocol)])")
+        // Serving now: the control socket answers and the export listens (systemd's
+        // Type=notify; units ordered After= this one start from here).
+        SystemdNotify.send("READY=1\nMAINPID=\(getpid())\nSTATUS=\(statusLine)")
         let signals = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
         signal(SIGTERM, SIG_IGN)
         signals.setEventHandler { me.loop.execute { me.shutdown { _ in } } }
@@ -240,7 +243,10 @@ public final class NodeDaemon: @unchecked Sendable {
             lastStatus = st
             return
         }
-        if lastStatus != nil { log("state: \(st.role)/\(st.peerRole) \(st.connection) \(st.disk)/\(st.peerDisk)", .stateChange) }
+        if lastStatus != nil {
+            log("state: \(st.role)/\(st.peerRole) \(st.connection) \(st.disk)/\(st.peerDisk)", .stateChange)
+            if !shuttingDown { SystemdNotify.send("STATUS=\(statusLine)") }
+        }
         if let old = lastStatus, [.syncTarget, .pausedSyncT].contains(old.connection), old.disk != .upToDate, st.disk == .upToDate,
            let schedule = snapshotSchedule {
             // This node's copy is whole again: the policy's after-resync snapshot.
@@ -248,6 +254,12 @@ public final class NodeDaemon: @unchecked Sendable {
         }
         lastStatus = st
         publish("change")
+    }
+
+    /// The state in one line, as `systemctl status` shows it.
+    var statusLine: String {
+        let st = engine.status
+        return "\(st.role)/\(st.peerRole) \(st.connection) \(st.disk)/\(st.peerDisk)"
     }
 
     /// Sends the current status to `events` subscribers with the given type.
@@ -550,6 +562,7 @@ public final class NodeDaemon: @unchecked Sendable {
             return
         }
         shuttingDown = true
+        SystemdNotify.send("STOPPING=1\nSTATUS=going down")
         log("going down")
         let deadline = loop.scheduleTask(in: .seconds(10)) {
             self.log("peer did not acknowledge in-flight writes in time; marking them out of sync")

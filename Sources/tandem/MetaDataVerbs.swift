@@ -174,3 +174,17 @@ struct Dump: ParsableCommand {
         } catch { throw fail(error) }
     }
 }
+
+/// `sh-resources`: the names of the resources this node has a part in, on one line (drbdadm's
+/// verb of that name; shell completion and scripts use it).
+struct ShResources: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "sh-resources", abstract: "Print the names of this node's resources (drbdadm sh-resources).")
+    @OptionGroup var globals: GlobalOptions
+
+    func run() throws {
+        let config: DRBDConfig
+        do { config = try ConfigLoader.load(path: globals.config) } catch { throw fail(error) }
+        let node = globals.nodeName
+        print(config.resources.filter { $0.host(named: node) != nil }.map(\.name).joined(separator: " "))
+    }
+}
