@@ -24,6 +24,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
         // Leveled logging (the daemon's one handler: journald priorities or an appended file).
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        // Metrics: the exporter's series are made through swift-metrics' API and rendered in
+        // Prometheus' text format by swift-prometheus.
+        .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
         // System C libraries, used through small shims.
@@ -56,6 +60,8 @@ let package = Package(
         .target(name: "TandemDaemon", dependencies: [
             "TandemAdapters", "TandemEngine", "TandemCodecs", "TandemAWS",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
@@ -71,6 +77,9 @@ let package = Package(
         // The `tandem` command.
         .executableTarget(name: "tandem", dependencies: [
             "TandemDaemon", "TandemAdapters", "TandemCodecs", "TandemAWS",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -178,6 +178,14 @@ public final class NodeDaemon: @unchecked Sendable {
             }
         }.wait()
         log("up: \(plan.name) on \(plan.node), disk \(plan.diskPath) (\(engine.sizeSectors / 2) KiB of a \(store.layout.dataSectors / 2) KiB data area), export \(plan.export.uri), protocol \(["?", "A", "B", "C"][Int(plan.settings.wireProtocol)])")
+        // The newest snapshot's time, for its age before this daemon takes one.
+        if let keeper = snapshotKeeper {
+            Task {
+                if let newest = try? await keeper.list().map(SnapshotKeeper.takenAt).max() {
+                    me.loop.execute { me.snapshotFacts.seed(newest: newest) }
+                }
+            }
+        }
         // Serving now: the control socket answers and the export listens (systemd's
         // Type=notify; units ordered After= this one start from here).
         SystemdNotify.send("READY=1\nMAINPID=\(getpid())\nSTATUS=\(statusLine)")
@@ -230,6 +238,7 @@ public final class NodeDaemon: @unchecked Sendable {
     /// Feeds the engine (on the loop) and carries out what it asks.
     func feed(_ event: EngineEvent) {
         loop.preconditionInEventLoop()
+        if case .diskDone = event { diskCounters.inFlight = max(0, diskCounters.inFlight - 1) }
         let actions = engine.handle(event)
         for a in actions { perform(a) }
         let st = engine.status
@@ -254,6 +263,35 @@ public final class NodeDaemon: @unchecked Sendable {
         }
         lastStatus = st
         publish("change")
+    }
+
+    /// What the exporter shows of this node's EBS snapshots (the EC2 node).
+    var snapshotFacts = SnapshotFacts()
+
+    /// What this node asked of its disk (for the exporter's drbd_device_* counters).
+    struct DiskCounters {
+        var readBytes: UInt64 = 0
+        var writtenBytes: UInt64 = 0
+        var activityLogWrites: UInt64 = 0
+        var bitmapWrites: UInt64 = 0
+        /// Disk and meta-data operations issued and not completed (DRBD's lower-pending).
+        var inFlight = 0
+    }
+    var diskCounters = DiskCounters()
+
+    func countDiskIO(_ a: EngineAction) {
+        switch a {
+        case .disk, .metaData: diskCounters.inFlight += 1
+        default: break
+        }
+        switch a {
+        case .disk(_, .write(_, let d, _)): diskCounters.writtenBytes &+= UInt64(d.count)
+        case .disk(_, .zero(_, let l, _)): diskCounters.writtenBytes &+= l
+        case .disk(_, .read(_, let l)): diskCounters.readBytes &+= UInt64(l)
+        case .metaData(_, .activityLog): diskCounters.activityLogWrites &+= 1
+        case .metaData(_, .bitmapPages(let pages, _)): diskCounters.bitmapWrites &+= UInt64(pages.count)
+        default: break
+        }
     }
 
     /// The state in one line, as `systemctl status` shows it.
@@ -286,6 +324,7 @@ public final class NodeDaemon: @unchecked Sendable {
     }
 
     func perform(_ a: EngineAction) {
+        countDiskIO(a)
         switch a {
         case .send(let p, let s): transport.send(p, on: s)
         case .sendTracked(let p, let token):
@@ -421,6 +460,18 @@ public final class NodeDaemon: @unchecked Sendable {
         r.diskWrites = ebsWriter?.stats
         r.heapInUseKiB = MemoryTuning.heapInUseBytes / 1024
         r.tls = plan.tls == nil ? nil : (transport?.linkSecurity ?? "configured")
+        let lag = engine.replicationLag()
+        r.lagBytes = lag.bytes
+        r.lagSeconds = Double(lag.ageMs) / 1000
+        r.diskIO = .init(readBytes: diskCounters.readBytes, writtenBytes: diskCounters.writtenBytes,
+                       activityLogWrites: diskCounters.activityLogWrites, bitmapWrites: diskCounters.bitmapWrites)
+        r.exportOpen = (nbd?.openClients.count ?? 0) + (kernelClient.map { $0.isHeldOpen ? 1 : 0 } ?? 0)
+        r.upperPending = pendingApp.count
+        r.lowerPending = diskCounters.inFlight
+        (r.peerPending, r.peerUnacked) = engine.peerRequestCounts()
+        r.peerNodeID = plan.peerNodeID
+        r.minor = plan.minor
+        r.snapshots = snapshotKeeper.map { _ in snapshotFacts }
         return r
     }
 
@@ -451,23 +502,35 @@ public final class NodeDaemon: @unchecked Sendable {
         }
         let answered = OnceFlag()
         let limitMs = plan.settings.snapshotHoldMs
+        let heldFrom = monotonicMs
         let p = SnapshotKeeper.Point(generation: point.generation, epoch: point.epoch, time: wall.now().timeIntervalSince1970,
                                      consistency: point.consistency)
         let loop = self.loop
         Task {
             do {
                 let s = try await keeper.take(p)
-                if answered.claim() { loop.execute { self.feed(.snapshotTaken(id: id, snapshotID: s.id, error: nil)) } }
+                if answered.claim() {
+                    loop.execute {
+                        self.snapshotFacts.taken(at: p.time, heldMs: self.monotonicMs &- heldFrom)
+                        self.feed(.snapshotTaken(id: id, snapshotID: s.id, error: nil))
+                    }
+                }
                 else {
                     loop.execute { self.log("snapshot: \(s.id) returned after the hold limit; deleting it (it is not at the marked point)") }
                     try? await keeper.ec2.deleteSnapshot(id: s.id)
                 }
             } catch {
-                if answered.claim() { loop.execute { self.feed(.snapshotTaken(id: id, snapshotID: nil, error: "CreateSnapshot: \(error)")) } }
+                if answered.claim() {
+                    loop.execute {
+                        self.snapshotFacts.failed(heldMs: self.monotonicMs &- heldFrom)
+                        self.feed(.snapshotTaken(id: id, snapshotID: nil, error: "CreateSnapshot: \(error)"))
+                    }
+                }
             }
         }
         loop.scheduleTask(in: .milliseconds(Int64(limitMs))) {
             if answered.claim() {
+                self.snapshotFacts.failed(heldMs: self.monotonicMs &- heldFrom)
                 self.feed(.snapshotTaken(id: id, snapshotID: nil, error: "CreateSnapshot did not return within \(limitMs / 1000) s (snapshot-hold-limit): writes released, no snapshot"))
             }
         }
@@ -622,6 +685,7 @@ final class ExportBackend: NBDBackend, @unchecked Sendable {
                 }
                 guard st.disk == .upToDate else { reply(NBDReply(error: NBDProtocol.eIO)); return }
                 d.sealBatch()
+                d.diskCounters.readBytes &+= UInt64(request.length)
                 let device = d.device
                 d.diskThread.runIfActive(eventLoop: d.loop) { try device.read(at: request.offset, count: Int(request.length)) }
                     .whenComplete { r in

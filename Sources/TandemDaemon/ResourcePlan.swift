@@ -75,6 +75,10 @@ public struct ResourcePlan: Sendable {
     public var handlers: [Handler: String] = [:]
     /// What a handler finds in its environment, as drbdadm sets it.
     public var handlerEnvironment: [String: String] = [:]
+    /// The peer's node id as drbdsetup shows it for DRBD 8.4 (0: the one peer) and this
+    /// volume's minor, for events2 and the exporter's labels.
+    public var peerNodeID: Int
+    public var minor: Int
     /// Where the daemon logs when not under systemd (options `log-file`, else DaemonLog's default).
     public var logFile: String
 
@@ -92,6 +96,9 @@ public struct ResourcePlan: Sendable {
         me = (myAddr.host, Int(myAddr.port))
         peer = (peerAddr.host, Int(peerAddr.port))
         peerName = p.names.first ?? "peer"
+        // DRBD 8.4 has one peer, shown as peer-node-id 0 (drbdsetup events2 over an 8.4 kernel).
+        peerNodeID = 0
+        minor = local.volume.device?.minor ?? 0
         func v(_ n: String, _ s: String) -> String? { c.effectiveValue(n, in: s, resource: r) }
         var st = EngineSettings()
         switch v("protocol", "net")?.uppercased() ?? "C" {

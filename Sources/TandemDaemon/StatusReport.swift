@@ -19,6 +19,33 @@ public struct StatusReport: Sendable {
     public var diskWrites: (writes: UInt64, ios: UInt64)?
     /// The daemon's heap in use (allocated, not freed), in KiB.
     public var heapInUseKiB: UInt64?
+    /// The recovery point now (see ReplicationEngine.replicationLag).
+    public var lagBytes: UInt64 = 0
+    public var lagSeconds: Double = 0
+    /// What the node asked of its disk since the daemon started.
+    public var diskIO = DiskIO()
+    /// Clients with the export open, and application requests not yet answered.
+    public var exportOpen = 0
+    public var upperPending = 0
+    public var lowerPending = 0
+    /// Requests sent to the peer awaiting its ack; the peer's writes not acknowledged yet.
+    public var peerPending = 0
+    public var peerUnacked = 0
+    public var peerNodeID = 0
+    public var minor = 0
+    /// The EC2 node's snapshots (nil elsewhere).
+    public var snapshots: SnapshotFacts?
+
+    public struct DiskIO: Sendable, Equatable {
+        public var readBytes: UInt64 = 0
+        public var writtenBytes: UInt64 = 0
+        public var activityLogWrites: UInt64 = 0
+        public var bitmapWrites: UInt64 = 0
+        public init(readBytes: UInt64 = 0, writtenBytes: UInt64 = 0, activityLogWrites: UInt64 = 0, bitmapWrites: UInt64 = 0) {
+            self.readBytes = readBytes; self.writtenBytes = writtenBytes
+            self.activityLogWrites = activityLogWrites; self.bitmapWrites = bitmapWrites
+        }
+    }
 
     public init(resource: String, peerName: String, status: EngineStatus, export: String, syncRate: Double?, lastError: String?) {
         self.resource = resource; self.peerName = peerName; self.status = status; self.export = export
@@ -85,6 +112,28 @@ public struct StatusReport: Sendable {
         o.tls = tls
         o.diskError = status.diskError
         if status.splitBrain { o.splitBrain = true }
+        o.apInFlightBytes = status.apInFlightBytes
+        o.sentBytes = status.sentDataBytes
+        o.receivedBytes = status.receivedDataBytes
+        o.replicationLagBytes = lagBytes
+        o.replicationLagSeconds = (lagSeconds * 1000).rounded() / 1000
+        o.diskReadBytes = diskIO.readBytes
+        o.diskWrittenBytes = diskIO.writtenBytes
+        o.alWrites = diskIO.activityLogWrites
+        o.bitmapWrites = diskIO.bitmapWrites
+        o.exportOpen = exportOpen
+        o.appRequestsPending = upperPending
+        o.diskRequestsPending = lowerPending
+        o.peerPending = peerPending
+        o.peerUnacked = peerUnacked
+        o.peerNodeID = peerNodeID
+        o.minor = minor
+        if let f = snapshots {
+            o.lastSnapshotTime = f.lastTime
+            o.lastSnapshotHoldMs = f.lastHoldMs
+            o.snapshotsTaken = f.taken
+            o.snapshotsFailed = f.failures
+        }
         return o
     }
 
@@ -141,6 +190,27 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
     public var tls: String?
     public var diskError: String?
     public var splitBrain: Bool?
+    public var apInFlightBytes: UInt64?
+    public var sentBytes: UInt64?
+    public var receivedBytes: UInt64?
+    public var replicationLagBytes: UInt64?
+    public var replicationLagSeconds: Double?
+    public var diskReadBytes: UInt64?
+    public var diskWrittenBytes: UInt64?
+    public var alWrites: UInt64?
+    public var bitmapWrites: UInt64?
+    public var exportOpen: Int?
+    public var appRequestsPending: Int?
+    public var diskRequestsPending: Int?
+    public var peerPending: Int?
+    public var peerUnacked: Int?
+    public var peerNodeID: Int?
+    public var minor: Int?
+    /// Unix seconds of the newest EBS snapshot of the resource (the EC2 node).
+    public var lastSnapshotTime: Double?
+    public var lastSnapshotHoldMs: UInt64?
+    public var snapshotsTaken: UInt64?
+    public var snapshotsFailed: UInt64?
 
     public init(resource: String, role: String, disk: String, connection: String, peer: String, peerRole: String,
                 peerDisk: String, outOfSyncKiB: UInt64, protocol: String, export: String, writesInFlight: Int,
@@ -171,6 +241,14 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
         case verifyTotalKiB = "verify-total-kib", verifyDoneKiB = "verify-done-kib", verifyFoundKiB = "verify-found-kib"
         case verifyResumeSector = "verify-resume-sector", syncRateKiB = "sync-rate-kib", etaSeconds = "eta-seconds"
         case lastError = "last-error", tls, diskError = "disk-error", splitBrain = "split-brain"
+        case apInFlightBytes = "ap-in-flight-bytes", sentBytes = "sent-bytes", receivedBytes = "received-bytes"
+        case replicationLagBytes = "replication-lag-bytes", replicationLagSeconds = "replication-lag-seconds"
+        case diskReadBytes = "disk-read-bytes", diskWrittenBytes = "disk-written-bytes"
+        case alWrites = "al-writes", bitmapWrites = "bitmap-writes", exportOpen = "export-open"
+        case diskRequestsPending = "disk-requests-pending", peerPending = "peer-pending", peerUnacked = "peer-unacked"
+        case appRequestsPending = "app-requests-pending", peerNodeID = "peer-node-id", minor
+        case lastSnapshotTime = "last-snapshot-time", lastSnapshotHoldMs = "last-snapshot-hold-ms"
+        case snapshotsTaken = "snapshots-taken", snapshotsFailed = "snapshots-failed"
     }
 
     /// One JSON object, keys sorted (`status --json`).
@@ -185,26 +263,30 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
         connection == "Connected" && disk == "UpToDate" && peerDisk == "UpToDate" && outOfSyncKiB == 0
     }
 
-    /// The `drbdadm status` layout.
-    public var text: String {
-        var out = "\(resource) role:\(role)\n  disk:\(disk)"
-        // As drbdsetup's `blocked:`: writes wait, here for a free activity-log slot.
-        if alWritesWaiting > 0 { out += " blocked:activity-log writes-waiting:\(alWritesWaiting)" }
-        if let e = diskError { out += "\n  disk-error: \(e)" }
-        out += "\n"
-        out += "  \(peer) connection:\(connection) role:\(peerRole)\n    peer-disk:\(peerDisk)"
-        if let d = done {
-            out += String(format: " done:%.2f", d)
-            if let rate = syncRateKiB { out += " rate:\(rate)KiB/s" }
-            if let eta = etaSeconds { out += " eta:\(eta)s" }
-        }
-        if outOfSyncKiB > 0 { out += " out-of-sync:\(outOfSyncKiB)k" }
-        if let t = tls { out += "\n  tls: \(t)" }
-        out += "\n  holds: \(holds)"
-        if let e = lastError { out += "\n  last-error: \(e)" }
-        if splitBrain == true {
-            out += "\n  split-brain: unresolved; on the node whose changes are to be dropped: secondary, connect --discard-my-data"
-        }
-        return out
+    /// The `drbdadm status` layout (see DrbdsetupText).
+    public var text: String { DrbdsetupText.status(self) }
+}
+
+/// The EC2 node's snapshots as the exporter shows them: when the newest was taken (its age is
+/// the recovery point of the backups), how long writes were held for the last one, and counts.
+public struct SnapshotFacts: Sendable, Equatable {
+    public var lastTime: Double?
+    public var lastHoldMs: UInt64?
+    public var taken: UInt64 = 0
+    public var failures: UInt64 = 0
+    public init() {}
+
+    mutating func taken(at time: Double, heldMs: UInt64) {
+        lastTime = max(lastTime ?? time, time)
+        lastHoldMs = heldMs
+        taken += 1
     }
+
+    mutating func failed(heldMs: UInt64) {
+        lastHoldMs = heldMs
+        failures += 1
+    }
+
+    /// The newest snapshot EC2 lists, before this daemon took one.
+    mutating func seed(newest: Double) { lastTime = max(lastTime ?? newest, newest) }
 }

@@ -8,14 +8,17 @@ import TandemDaemon
 final class ControlClient {
     /// How long a daemon may take to answer a request at all (`status`, or `accepted`).
     static let answerLimit: TimeInterval = 10
+    /// This client's limit for a first answer (the exporter's is shorter than a verb's).
+    let firstAnswerLimit: TimeInterval
 
     private let fd: Int32
     private var buffer: [UInt8] = []
     let resource: String
 
     /// Connects; nil when no daemon answers at the resource's control socket.
-    init?(resource: String) {
+    init?(resource: String, answerLimit: TimeInterval = ControlClient.answerLimit) {
         self.resource = resource
+        firstAnswerLimit = answerLimit
         let path = Self.path(resource)
         let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard s >= 0 else { return nil }
@@ -27,13 +30,14 @@ final class ControlClient {
             for (i, b) in bytes.enumerated() { p[i] = b }
             p[bytes.count] = 0
         }
+        // A wedged daemon must not hold the connect (its listen backlog full: connect waits
+        // for room, up to the send timeout) nor the write of the request.
+        var tv = timeval(tv_sec: Int(answerLimit.rounded(.up)), tv_usec: 0)
+        setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard rc == 0 else { close(s); return nil }
-        // A request line is small, but a wedged daemon must not hold the write either.
-        var tv = timeval(tv_sec: Int(Self.answerLimit), tv_usec: 0)
-        setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         fd = s
     }
 
@@ -108,8 +112,8 @@ final class ControlClient {
     func request(_ request: ControlRequest, limit: TimeInterval? = 600) throws -> ControlReply {
         try send(request)
         let verb = request.verb.rawValue
-        var reply = try receiveReply(deadline: Date().addingTimeInterval(Self.answerLimit),
-                                     what: "`\(verb)` within \(Int(Self.answerLimit)) s")
+        var reply = try receiveReply(deadline: Date().addingTimeInterval(firstAnswerLimit),
+                                     what: "`\(verb)` within \(Int(firstAnswerLimit)) s")
         if reply.accepted == true {
             let what = limit.map { "`\(verb)` within \(Int($0)) s of taking it" } ?? "`\(verb)`"
             reply = try receiveReply(deadline: limit.map { Date().addingTimeInterval($0) }, what: what)

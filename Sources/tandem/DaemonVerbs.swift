@@ -141,10 +141,12 @@ struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "Show role, disk and connection states (drbdadm status layout); --json for machines.")
     @OptionGroup var arguments: ResourceArguments
     @Flag(help: "One JSON object.") var json = false
+    @Flag(help: "Every key, and Tandem's own lines (holds:, tls:, last-error:).") var verbose = false
+    @Flag(help: "The counters (sizes and amounts in KiB, as drbdsetup).") var statistics = false
 
     func run() throws {
         let s = try arguments.client().status()
-        print(json ? s.jsonLine : s.text)
+        if json { print(s.jsonLine) } else { print(DrbdsetupText.status(s, verbose: verbose, statistics: statistics), terminator: "") }
     }
 }
 

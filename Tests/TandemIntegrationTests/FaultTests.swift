@@ -40,7 +40,7 @@ import Testing
                 Issue.record("\(error)\n\(logs.joined(separator: "\n"))")
             }
         }
-        let text = try c.tandem("alpha", "status", "r0")
+        let text = try c.tandem("alpha", "status", "--verbose", "r0")
         #expect(text.out.contains("last-error: incompatible communication protocols"))
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import TandemDaemon
 import Testing
 
 /// dist/ as scripts/install puts it on a machine: the units pass `systemd-analyze verify`, the
@@ -90,6 +91,24 @@ import Testing
         let missing = Set(verbsInHelp).subtracting(firstWords)
         #expect(missing.isEmpty, "verbs tandem --help lists that completion does not: \(missing.sorted())")
         #expect(try complete(["tandem", "primary", "--f"]) == ["--force"])
+    }
+
+    /// The Grafana dashboard is valid JSON, installed, and asks only for metrics the exporter
+    /// writes (a renamed metric would leave a panel empty without a word).
+    @Test func theDashboardUsesTheExportersMetrics() throws {
+        let root = try Self.install()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let data = try Data(contentsOf: URL(fileURLWithPath: root + "/usr/local/share/tandem/tandem-dashboard.json"))
+        let dash = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let panels = try #require(dash["panels"] as? [[String: Any]])
+        let exprs = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
+        #expect(exprs.count >= 12)
+        let names = Set(exprs.flatMap { $0.matches(of: /\b(?:drbd|tandem)_[a-z_]+/).map { String($0.output) } })
+        let unknown = names.subtracting(StatusMetrics.catalog.keys)
+        #expect(unknown.isEmpty, "the dashboard asks for metrics the exporter does not write: \(unknown.sorted())")
+        for needed in ["tandem_replication_lag_bytes", "tandem_snapshot_age_seconds", "drbd_connection_state", "drbd_device_written_bytes_total"] {
+            #expect(names.contains(needed), "no panel shows \(needed)")
+        }
     }
 
     /// Type=notify as systemd runs it, against a notify socket the test reads: READY=1 comes

@@ -80,7 +80,7 @@ import Testing
                 try c.wait(n, timeout: 30, "StandAlone after the split brain") { s in
                     s["connection"] as? String == "StandAlone" && s["split-brain"] as? Bool == true
                 }
-                let text = try c.tandem(n, "status", "r0").out
+                let text = try c.tandem(n, "status", "--verbose", "r0").out
                 #expect(text.contains("split-brain: unresolved") && text.contains("holds: split brain: both nodes changed the data"), "\(text)")
                 #expect(c.log(n).contains("Split-Brain detected but unresolved"))
                 #expect(try c.dataHash(n, bytes: size) == before[n], "\(n) lost its changes")

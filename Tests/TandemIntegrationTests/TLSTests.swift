@@ -54,7 +54,7 @@ import Testing
             let s = try c.status(n)
             #expect((s["tls"] as? String ?? "").hasPrefix("TLSv1.3 TLS_"), "\(n): status tls is \(s["tls"] ?? "absent")")
         }
-        let text = try c.tandem("alpha", "status", "r0")
+        let text = try c.tandem("alpha", "status", "--verbose", "r0")
         #expect(text.out.contains("tls: TLSv1.3"), "status text: \(text.out)")
         #expect(try c.dataHash("alpha", bytes: 4 << 20) == (try c.dataHash("beta", bytes: 4 << 20)), "the disks differ")
         sleep(1)

@@ -366,4 +366,10 @@ public struct EngineStatus: Sendable, Equatable {
     public var backingSectors: UInt64 = 0
     /// The device's size as both nodes agreed it, in sectors.
     public var sizeSectors: UInt64 = 0
+    /// Bytes of replicated writes sent and not yet acknowledged by their barrier ack (DRBD's
+    /// ap_in_flight).
+    public var apInFlightBytes: UInt64 = 0
+    /// Data sent to and received from the peer, as on the wire (DRBD's ns, nr).
+    public var sentDataBytes: UInt64 = 0
+    public var receivedDataBytes: UInt64 = 0
 }

@@ -137,6 +137,7 @@ extension ReplicationEngine {
     mutating func onPacket(_ p: Packet, _ socket: Socket) {
         guard link != nil else { return }
         link?.lastReceiveMs = nowMs
+        receivedDataBytes &+= Self.dataBytes(p)
         if socket == .data && (inbound.closing != nil || inbound.waitingForRead || inbound.waitingForBacking || inbound.waitingForSnapshot
             || !inbound.queued.isEmpty) {
             guard inbound.queued.count < QueueLimits.packetsBehindBarrier else {
@@ -567,13 +568,6 @@ extension ReplicationEngine {
         if conn.isSyncing { emit(.adminDone(token: token, error: nil)); return }
         if peerRole == .primary && role != .primary {
             emit(.adminDone(token: token, error: "the peer is Primary and so the sync source: run resync there"))
-            return
-        }
-        // Connected, both UpToDate, nothing marked (writes and verify mark both sides): there
-        // is nothing to move, and no reconnect or new data generation is wanted for it.
-        if link != nil && conn == .connected && disk == .upToDate && peerDisk == .upToDate && bitmap.setCount == 0 {
-            log("resync: nothing is marked out of sync; nothing to do")
-            emit(.adminDone(token: token, error: nil))
             return
         }
         if disk == .upToDate && persistent.bitmap == 0 { newCurrentUUID() }

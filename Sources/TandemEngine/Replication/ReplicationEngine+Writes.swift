@@ -212,6 +212,7 @@ extension ReplicationEngine {
         let token = nextToken
         nextToken += 1
         sendPurpose[token] = purpose
+        sentDataBytes &+= Self.dataBytes(p)
         emit(.sendTracked(p, token: token))
     }
 
@@ -263,6 +264,7 @@ extension ReplicationEngine {
         guard var r = requests[rid] else { return }
         if !r.completed && r.localDone && !r.peerPending {
             r.completed = true
+            r.completedAtMs = nowMs
             requests[rid] = r
             guard var call = appCalls[r.appID] else {
                 invariantViolated("request \(rid) completed without its application call \(r.appID)")

@@ -53,6 +53,12 @@ public struct ReplicationEngine: Sendable {
     /// Bytes of replicated writes not yet acknowledged by their barrier ack (DRBD's
     /// ap_in_flight), for congestion-fill.
     var apInFlightBytes: UInt64 = 0
+    /// Data bytes sent to and received from the peer (writes, resync data, read replies), as
+    /// on the wire: DRBD's ns and nr.
+    var sentDataBytes: UInt64 = 0
+    var receivedDataBytes: UInt64 = 0
+    /// Since when (engine ms) blocks have been marked out of sync; nil while none are.
+    var outOfSyncSinceMs: UInt64?
     /// Ahead: when the resync of what went unreplicated starts (the link caught up a second before).
     var aheadResyncAtMs: UInt64?
     var flushWaiters: [FlushWaiter] = []
@@ -187,7 +193,7 @@ public struct ReplicationEngine: Sendable {
     }
 
     public var status: EngineStatus {
-        EngineStatus(role: role, peerRole: peerRole, connection: conn, disk: disk, peerDisk: peerDisk,
+        var s = EngineStatus(role: role, peerRole: peerRole, connection: conn, disk: disk, peerDisk: peerDisk,
                      outOfSyncBits: bitmap.setCount, resyncTotalBits: resync?.totalBits ?? 0,
                      wireProtocol: settings.wireProtocol, uuids: persistent, lastError: lastError,
                      writesInFlight: requests.count, writesWaitingForActivityLog: gate.waitingForSlot.count,
@@ -200,6 +206,10 @@ public struct ReplicationEngine: Sendable {
                      verifyResumeSector: verifyResumeBit.map { $0 * 8 },
                      bitmapPagesUnwritten: bitmapPagesUnwritten, splitBrain: splitBrain,
                      backingSectors: backingSectors, sizeSectors: sizeSectors)
+        s.apInFlightBytes = apInFlightBytes
+        s.sentDataBytes = sentDataBytes
+        s.receivedDataBytes = receivedDataBytes
+        return s
     }
 
     var sizeBytes: UInt64 { sizeSectors * 512 }
@@ -252,13 +262,55 @@ public struct ReplicationEngine: Sendable {
         if !transferLogWaiting.isEmpty && loggedRequests < settings.transferLogLimit { wakeTransferLogWaiters() }
         updateReading()
         checkDrained()
+        // Since when blocks have been marked (the age of the oldest write the peer may lack).
+        if bitmap.setCount == 0 { outOfSyncSinceMs = nil } else if outOfSyncSinceMs == nil { outOfSyncSinceMs = nowMs }
         return actions
+    }
+
+    /// DRBD's pending and unacked counts: this node's requests sent to the peer and waiting
+    /// for its ack, and the peer's writes this node has not acknowledged yet. For status
+    /// (walks the transfer log).
+    public func peerRequestCounts() -> (pending: Int, unacked: Int) {
+        (requests.values.filter { $0.peerPending }.count, inbound.pending)
+    }
+
+    /// The recovery point right now: application writes this Primary acknowledged that the peer
+    /// does not hold yet, in bytes, and the age of the oldest in ms. Counted: writes completed
+    /// to the application before their epoch's barrier ack (protocol A and B; in C a write
+    /// completes only once the peer wrote it), and blocks marked out of sync while this node
+    /// has the good data (link down, Ahead, or resyncing to the peer). Zero on a Secondary.
+    /// Walks the transfer log: for status and scrapes, not for every event.
+    public func replicationLag() -> (bytes: UInt64, ageMs: UInt64) {
+        guard role == .primary else { return (0, 0) }
+        var bytes: UInt64 = 0
+        var oldest: UInt64?
+        for r in requests.values where r.completed && r.epoch != nil && !r.barrierAcked && !(settings.wireProtocol == 3 && r.peerWrote) {
+            bytes += r.length
+            oldest = min(oldest ?? r.completedAtMs, r.completedAtMs)
+        }
+        if disk == .upToDate, bitmap.setCount > 0 {
+            bytes += bitmap.setCount * 4096
+            if let since = outOfSyncSinceMs { oldest = min(oldest ?? since, since) }
+        }
+        return (bytes, oldest.map { nowMs &- min($0, nowMs) } ?? 0)
     }
 
     // MARK: helpers shared by the parts of the engine
 
     mutating func emit(_ a: EngineAction) { actions.append(a) }
-    mutating func send(_ p: Packet, _ s: Socket = .data) { emit(.send(p, on: s)) }
+    mutating func send(_ p: Packet, _ s: Socket = .data) {
+        sentDataBytes &+= Self.dataBytes(p)
+        emit(.send(p, on: s))
+    }
+
+    /// The data a packet carries as sent (compressed where it is), for DRBD's ns/nr counters.
+    static func dataBytes(_ p: Packet) -> UInt64 {
+        switch p {
+        case .data(_, _, _, let payload): UInt64(payload.count)
+        case .compressedData(_, _, let c), .compressedResyncReply(_, _, let c): UInt64(c.count)
+        default: 0
+        }
+    }
     mutating func log(_ s: String, _ weight: LogWeight = .note) { emit(.log(s, weight)) }
     /// A state change for the log: never rate-limited.
     mutating func logState(_ s: String) { emit(.log(s, .stateChange)) }
@@ -406,6 +458,8 @@ struct Request: Sendable {
     var epoch: UInt32?
     var barrierAcked = false
     var sentAtMs: UInt64 = 0
+    /// When the application was told the write was done (for the replication lag's age).
+    var completedAtMs: UInt64 = 0
     /// Written by a restoring Primary: its blocks are in restoreWriteBlocks until retired.
     var holdsRestoreBlocks = false
 }
