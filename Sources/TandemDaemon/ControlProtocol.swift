@@ -74,6 +74,13 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         guard ControlVerb(rawValue: verb) != nil else {
             return .failure(ControlError("unknown control verb '\(verb)'", kind: .badRequest))
         }
+        // Each field's type, named (the decoder's own words for a bad number are no help).
+        for key in ["force", "discard-my-data"] where object[key] != nil && !(object[key] is Bool) {
+            return .failure(ControlError("malformed control request: \(key) must be true or false", kind: .badRequest))
+        }
+        if let v = object["start-sector"], !((v as? Int).map { $0 >= 0 } ?? false) {
+            return .failure(ControlError("malformed control request: start-sector must be a sector number (0 or more)", kind: .badRequest))
+        }
         do { return .success(try JSONDecoder().decode(ControlRequest.self, from: data)) } catch {
             return .failure(ControlError("malformed control request: \(ControlError.describe(error))", kind: .badRequest))
         }

@@ -114,7 +114,12 @@ struct Primary: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "primary", abstract: "Become Primary; --force makes this disk UpToDate and starts the initial full sync.")
     @OptionGroup var arguments: ResourceArguments
     @Flag(help: "Promote even if the local disk is not UpToDate (initial sync source).") var force = false
-    func run() throws { try arguments.client().request(ControlRequest(.primary, force: force)) }
+    @Flag(help: "Return when the sync this starts (the initial full sync) has ended; show its progress.") var wait = false
+    func run() throws {
+        try arguments.client().request(ControlRequest(.primary, force: force))
+        // The peer may still be connecting: the sync starts once it is there.
+        if wait { try SyncProgress(arguments: arguments).waitUntilInSync() }
+    }
 }
 
 struct Secondary: ParsableCommand {

@@ -3,6 +3,22 @@ import Testing
 
 /// `resync`, `pause-sync` and `resume-sync` against real daemons.
 @Suite(.serialized) struct ResyncVerbTests {
+    /// `primary --force --wait` returns once the initial full sync has ended, with its progress
+    /// as lines (no terminal here).
+    @Test func primaryForceWaitFollowsTheInitialSync() throws {
+        let c = try Cluster(.init(size: 64 << 20, disk: "c-max-rate 20M;"))
+        defer { c.shutdown() }
+        for n in c.nodes { try c.up(n) }
+        try c.wait("alpha", "connected") { $0["connection"] as? String == "Connected" }
+        let r = try c.tandem("alpha", "primary", "--force", "--wait", "r0")
+        #expect(r.status == 0, "\(r.err)")
+        // Returned at the end: both UpToDate at once, nothing left.
+        let s = try c.status("alpha")
+        #expect(s["disk"] as? String == "UpToDate" && s["peer-disk"] as? String == "UpToDate" && s["out-of-sync-kib"] as? Int == 0, "\(s)")
+        let lines = r.out.split(separator: "\n")
+        #expect(!lines.isEmpty && lines.last?.contains("100.0%") == true && !r.out.contains("\r"), "\(r.out)")
+    }
+
     /// Writes made while StandAlone are marked; `resync --wait` connects, resyncs exactly them
     /// and returns once both disks are UpToDate and identical.
     @Test func resyncConnectsAndMovesTheMarkedBlocks() throws {
