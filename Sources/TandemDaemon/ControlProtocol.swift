@@ -24,7 +24,7 @@ public enum ControlVerb: String, Codable, Sendable, CaseIterable {
     case pauseSync = "pause-sync", resumeSync = "resume-sync"
     case verify, invalidate, outdate, restore
     case invalidateRemote = "invalidate-remote"
-    case resize, snapshot, down, events
+    case resize, snapshot, down, events, adjust
 
     /// Verbs the daemon answers in one step, with nothing to wait for: no `accepted` reply.
     public var answeredAtOnce: Bool { self == .status || self == .events }
@@ -40,17 +40,23 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var discardMyData: Bool?
     /// `verify --start SECTOR`.
     public var startSector: UInt64?
+    /// `adjust`: the resource file to read and the node to read it as (the command's -c, --node).
+    public var config: String?
+    public var node: String?
 
-    public init(_ verb: ControlVerb, force: Bool? = nil, discardMyData: Bool? = nil, startSector: UInt64? = nil) {
+    public init(_ verb: ControlVerb, force: Bool? = nil, discardMyData: Bool? = nil, startSector: UInt64? = nil,
+                config: String? = nil, node: String? = nil) {
         version = ControlProtocol.version
         self.verb = verb
         self.force = force
         self.discardMyData = discardMyData
         self.startSector = startSector
+        self.config = config
+        self.node = node
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, verb, force
+        case version, verb, force, config, node
         case discardMyData = "discard-my-data"
         case startSector = "start-sector"
     }

@@ -104,6 +104,18 @@ final class ControlHandler: ChannelInboundHandler, @unchecked Sendable {
                 self.send(bound.value, err.map { .failure(ControlError($0)) } ?? ControlReply(ok: true, result: text ?? ""))
             }
         case .down: d.shutdown(done: reply)
+        case .adjust:
+            guard let config = request.config, let node = request.node else {
+                send(context, .failure(ControlError("adjust needs the resource file and the node (config, node)", kind: .badRequest)))
+                return
+            }
+            guard node == d.plan.node else {
+                send(context, .failure(ControlError("adjust as node \(node), but this daemon runs as \(d.plan.node)", kind: .refused)))
+                return
+            }
+            d.adjust(configPath: config, node: node) { [self] err, text in
+                self.send(bound.value, err.map { .failure(ControlError($0)) } ?? ControlReply(ok: true, result: text ?? ""))
+            }
         case .events:
             let id = ObjectIdentifier(context.channel)
             let ch = context.channel

@@ -12,7 +12,8 @@ import TandemEngine
 /// and the control socket. Everything that touches the engine happens on `loop`; everything
 /// that touches the disk happens, in order, on the single disk thread.
 public final class NodeDaemon: @unchecked Sendable {
-    public let plan: ResourcePlan
+    /// The resource as the file said at `up` (and as `adjust` changed it since).
+    public private(set) var plan: ResourcePlan
     let runDir: String
     let group: MultiThreadedEventLoopGroup
     let loop: EventLoop
@@ -558,6 +559,68 @@ public final class NodeDaemon: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// `adjust`: the resource file as it is now (read off the loop: an EBS disk is looked up in
+    /// AWS) against what this daemon runs. Changes a running node takes (the engine's live
+    /// settings, handlers) are applied; if anything needs down and up, nothing changes and the
+    /// answer names it. `done` gets what is now in force.
+    func adjust(configPath: String, node: String, done: @escaping (AdminRefusal?, String?) -> Void) {
+        let old = plan, runDir = self.runDir, loop = self.loop
+        let answer = NIOLoopBound(done, eventLoop: loop)
+        DispatchQueue.global().async {
+            let result: Result<ResourcePlan, Error> = Result {
+                let config = try ConfigLoader.load(path: configPath)
+                return try ResourcePlan(LocalResource(config: config, name: old.name, node: node), runDir: runDir)
+            }
+            loop.execute {
+                switch result {
+                case .failure(let e): answer.value(AdminRefusal("nothing changed: the resource file does not load: \(e)"), nil)
+                case .success(let new): self.apply(new, over: old, done: answer.value)
+                }
+            }
+        }
+    }
+
+    private func apply(_ new: ResourcePlan, over old: ResourcePlan, done: @escaping (AdminRefusal?, String?) -> Void) {
+        var restart: [String] = []
+        func differ(_ name: String, _ changed: Bool) { if changed { restart.append(name) } }
+        differ("disk", new.diskPath != old.diskPath)
+        differ("device", new.export != old.export)
+        differ("address", new.me.host != old.me.host || new.me.port != old.me.port)
+        differ("the peer's address", new.peer.host != old.peer.host || new.peer.port != old.peer.port || new.peerName != old.peerName)
+        differ("shared-secret", new.sharedSecret != old.sharedSecret)
+        differ("cram-hmac-alg", new.cramHmacAlg != old.cramHmacAlg)
+        differ("tls", new.tls?.settings != old.tls?.settings)
+        differ("sndbuf-size", new.sendBufferBytes != old.sendBufferBytes)
+        differ("rcvbuf-size", new.receiveBufferBytes != old.receiveBufferBytes)
+        differ("connect-int", new.connectIntervalSeconds != old.connectIntervalSeconds)
+        differ("log-file", new.logFile != old.logFile)
+        differ("minor", new.minor != old.minor)
+        let engineSide = SettingsAdjustment.differences(old.settings, new.settings)
+        restart += engineSide.needsRestart
+        guard restart.isEmpty else {
+            done(AdminRefusal("nothing changed: \(restart.joined(separator: ", ")) cannot change on a running node; `tandem down` and `tandem up` apply it"), nil)
+            return
+        }
+        let handlersChanged = new.handlers != old.handlers || new.handlerEnvironment != old.handlerEnvironment
+        let changes = engineSide.live + (handlersChanged ? ["handlers"] : [])
+        guard !changes.isEmpty else { done(nil, "no changes"); return }
+        let token = nextID
+        nextID += 1
+        pendingAdmin[token] = { [unowned self] err in
+            guard err == nil else { done(err, nil); return }
+            self.plan = new
+            if handlersChanged {
+                self.handlers = HandlerRunner(commands: new.handlers, environment: new.handlerEnvironment, loop: self.loop,
+                                              log: { [unowned self] in self.log($0) },
+                                              done: { [unowned self] h, code in self.feed(.handlerDone(h, exitCode: code)) })
+                self.log("adjust: handlers now in force", .stateChange)
+            }
+            let controller = engineSide.live.contains { $0.hasPrefix("c-") || $0 == "resync-rate" }
+            done(nil, changes.joined(separator: ", ") + " now in force" + (controller ? " (the resync controller's from the next resync)" : ""))
+        }
+        feed(.adjust(token: token, new.settings))
     }
 
     /// `secondary`: refused while the export is open on this Primary (DRBD: device held open),

@@ -79,3 +79,20 @@ extension Role: HasResourceArguments {}
 extension CState: HasResourceArguments {}
 extension DState: HasResourceArguments {}
 extension WaitConnect: HasResourceArguments {}
+
+/// `adjust RES`: applies the resource file's changed options to the running node, as drbdadm
+/// adjust does: what a running node takes (the resync controller, timeouts, split-brain
+/// policies, digests, compression, congestion, handlers) is applied and named; when anything
+/// needs down and up (the protocol, addresses, the disk, TLS, limits that bound what is in
+/// flight) nothing changes and it is named, exit 11.
+struct Adjust: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "adjust", abstract: "Apply the resource file's changed options to the running node (drbdadm adjust).")
+    @OptionGroup var arguments: ResourceArguments
+    func run() throws {
+        let path = URL(fileURLWithPath: arguments.globals.config).standardizedFileURL.path
+        let r = try arguments.client().request(ControlRequest(.adjust, config: path, node: arguments.globals.nodeName))
+        print("\(arguments.resource): \(r.result ?? "done")")
+    }
+}
+
+extension Adjust: HasResourceArguments {}

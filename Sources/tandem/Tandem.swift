@@ -15,7 +15,7 @@ struct Tandem: ParsableCommand {
             """,
         subcommands: [
             CreateMD.self, DumpMD.self, GetGI.self, ShowGI.self, WipeMD.self, ApplyAL.self, Dump.self,
-            Up.self, Down.self, Exporter.self, Role.self, CState.self, DState.self, WaitConnect.self, Events2.self, Primary.self, Secondary.self, Connect.self, Disconnect.self, Resync.self, PauseSync.self,
+            Up.self, Down.self, Exporter.self, Role.self, CState.self, DState.self, WaitConnect.self, Events2.self, Adjust.self, Primary.self, Secondary.self, Connect.self, Disconnect.self, Resync.self, PauseSync.self,
             ResumeSync.self, Resize.self, Snapshot.self, ShResources.self, Snapshots.self, AttachSnapshotVerb.self, Verify.self, Invalidate.self, Outdate.self, InvalidateRemote.self, Restore.self, Status.self, Events.self,
         ]
     )

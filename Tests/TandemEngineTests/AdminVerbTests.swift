@@ -41,4 +41,24 @@ import TandemCodecs
         up.settle()
         #expect(peerKind == .some(.refused), "\(String(describing: peerKind))")
     }
+
+    /// `adjust` replaces the settings a running engine may take, and refuses (changing nothing)
+    /// when any other differs, naming it.
+    @Test func adjustTakesLiveSettingsAndRefusesTheRest() {
+        var pair = Self.connectedPrimary()
+        var live = pair.engines[0].settings
+        live.cMaxRateKiB = 40_000
+        live.pingTimeoutMs = 1000
+        pair.feed(0, .adjust(token: 20, live))
+        #expect(pair.adminDone[20] == .some(nil), "\(pair.adminDone)")
+        #expect(pair.engines[0].settings.cMaxRateKiB == 40_000 && pair.engines[0].settings.pingTimeoutMs == 1000)
+        var other = pair.engines[0].settings
+        other.wireProtocol = 1
+        other.resyncRateKiB = 999
+        pair.feed(0, .adjust(token: 21, other))
+        #expect((pair.adminDone[21] ?? nil)?.contains("protocol cannot change on a running node") == true, "\(pair.adminDone)")
+        #expect(pair.engines[0].settings.wireProtocol == 3 && pair.engines[0].settings.resyncRateKiB != 999, "a refused adjust changed settings")
+        let d = SettingsAdjustment.differences(pair.engines[0].settings, other)
+        #expect(d.live == ["resync-rate"] && d.needsRestart == ["protocol"], "\(d)")
+    }
 }

@@ -31,6 +31,10 @@ public enum EngineEvent: Sendable {
     case tick(nowMs: UInt64)
     /// An operator verb; the engine answers with `.adminDone(token, ...)`.
     case admin(token: UInt64, AdminCommand)
+    /// `adjust`: the resource file's settings as they are now; taken when every change is one
+    /// a running engine may take (SettingsAdjustment), else refused with what needs down and
+    /// up. Answered with `.adminDone`.
+    case adjust(token: UInt64, EngineSettings)
     /// A handler the engine called has exited (only those whose result the engine uses:
     /// fence-peer). -1: it could not be run.
     case handlerDone(Handler, exitCode: Int32)

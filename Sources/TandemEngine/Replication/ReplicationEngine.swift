@@ -6,7 +6,8 @@ import TandemCodecs
 /// returns the actions to carry out, in order; it never blocks, reads a clock or does I/O. The
 /// daemon runs it on one thread; the simulation tests run two of them against each other.
 public struct ReplicationEngine: Sendable {
-    public let settings: EngineSettings
+    /// The resource file's settings; `adjust` may change those SettingsAdjustment allows.
+    public private(set) var settings: EngineSettings
     /// The local data area in 512-byte sectors (DRBD's d_size): the most the device can be.
     public internal(set) var backingSectors: UInt64
     /// The device's size in 512-byte sectors as both nodes agree it (DRBD's capacity): the
@@ -250,6 +251,7 @@ public struct ReplicationEngine: Sendable {
         case .handlerDone(let h, let code): onHandlerDone(h, code)
         case .backingChecked(let token, let sectors, let error): onBackingChecked(token: token, dataSectors: sectors, error: error)
         case .snapshotTaken(let id, let snapshotID, let error): onSnapshotTaken(id: id, snapshotID: snapshotID, error: error)
+        case .adjust(let token, let new): onAdjust(token, new)
         }
         if let (token, cmd) = deferredAdmin, !inTransientState {
             deferredAdmin = nil
@@ -265,6 +267,19 @@ public struct ReplicationEngine: Sendable {
         // Since when blocks have been marked (the age of the oldest write the peer may lack).
         if bitmap.setCount == 0 { outOfSyncSinceMs = nil } else if outOfSyncSinceMs == nil { outOfSyncSinceMs = nowMs }
         return actions
+    }
+
+    /// `adjust`: the new settings replace the old when every difference is one a running engine
+    /// takes; otherwise nothing changes and the answer names what needs down and up.
+    mutating func onAdjust(_ token: UInt64, _ new: EngineSettings) {
+        let d = SettingsAdjustment.differences(settings, new)
+        guard d.needsRestart.isEmpty else {
+            emit(.adminDone(token: token, error: AdminRefusal("nothing changed: \(d.needsRestart.joined(separator: ", ")) cannot change on a running node; `tandem down` and `tandem up` apply it")))
+            return
+        }
+        settings = new
+        if !d.live.isEmpty { logState("adjust: \(d.live.joined(separator: ", ")) now in force") }
+        emit(.adminDone(token: token, error: nil))
     }
 
     /// DRBD's pending and unacked counts: this node's requests sent to the peer and waiting
