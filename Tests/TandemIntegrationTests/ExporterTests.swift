@@ -31,16 +31,7 @@ import Testing
         let port: Int
         init(runDir: String) throws {
             port = Cluster.reservePorts()
-            process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            process.arguments = ["-c", Tools.clearSignalMask, Tools.tandem, "exporter", "--listen", "127.0.0.1:\(port)"]
-            var env = ProcessInfo.processInfo.environment
-            env["TANDEM_RUN_DIR"] = runDir
-            process.environment = env
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
+            process = try Tools.spawn(Tools.tandem, ["exporter", "--listen", "127.0.0.1:\(port)"], env: ["TANDEM_RUN_DIR": runDir])
             let deadline = Date().addingTimeInterval(10)
             while (try? Tools.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-m", "1", "http://127.0.0.1:\(port)/"]))?.status != 0, Date() < deadline {
                 usleep(50_000)
@@ -145,10 +136,7 @@ import Testing
         // Wedged: listening, never accepting or answering.
         let wedged = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(wedged) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in "\(dir)/wedged.ctl".utf8.enumerated() { p[i] = b } }
-        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(wedged, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        let bound = Tools.unixSocket(wedged, "\(dir)/wedged.ctl", bind)
         try #require(bound == 0 && listen(wedged, 4) == 0)
         // Gone: a socket file with nobody behind it.
         FileManager.default.createFile(atPath: "\(dir)/gone.ctl", contents: nil)

@@ -83,17 +83,8 @@ import Testing
         var st = stat()
         guard stat(stream, &st) == 0 else { throw TestFailure("stat \(stream)") }
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: stream))
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments = ["-c", Tools.clearSignalMask, Tools.tandem, "-c", "\(c.dir)/beta.conf", "--node", "beta", "up", "--foreground", "r0"]
-        var env = ProcessInfo.processInfo.environment
-        env["TANDEM_RUN_DIR"] = c.runDir("beta")
-        env["JOURNAL_STREAM"] = "\(st.st_dev):\(st.st_ino)"
-        p.environment = env
-        p.standardOutput = out
-        p.standardError = out
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
+        let p = try Tools.spawn(Tools.tandem, ["-c", "\(c.dir)/beta.conf", "--node", "beta", "up", "--foreground", "r0"],
+                                env: ["TANDEM_RUN_DIR": c.runDir("beta"), "JOURNAL_STREAM": "\(st.st_dev):\(st.st_ino)"], output: out)
         defer { if p.isRunning { p.terminate() } }
         try c.up("alpha")
         try c.wait("beta", "Connected") { $0["connection"] as? String == "Connected" }

@@ -121,10 +121,7 @@ import Testing
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
         try #require(fd >= 0)
         defer { close(fd) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in sockPath.utf8.enumerated() { p[i] = b } }
-        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        let bound = Tools.unixSocket(fd, sockPath, bind)
         try #require(bound == 0, "bind \(sockPath)")
         var tv = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -134,17 +131,8 @@ import Testing
             return n > 0 ? String(decoding: buf[..<n], as: UTF8.self) : nil
         }
 
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments = ["-c", Tools.clearSignalMask, Tools.tandem, "-c", "\(c.dir)/alpha.conf", "--node", "alpha", "up", "--foreground", "r0"]
-        var env = ProcessInfo.processInfo.environment
-        env["TANDEM_RUN_DIR"] = c.runDir("alpha")
-        env["NOTIFY_SOCKET"] = sockPath
-        p.environment = env
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
+        let p = try Tools.spawn(Tools.tandem, ["-c", "\(c.dir)/alpha.conf", "--node", "alpha", "up", "--foreground", "r0"],
+                                env: ["TANDEM_RUN_DIR": c.runDir("alpha"), "NOTIFY_SOCKET": sockPath])
         defer { if p.isRunning { p.terminate() } }
         let ready = receive() ?? ""
         // At READY=1 the daemon serves: both sockets take a connection at once (checked in
@@ -152,10 +140,7 @@ import Testing
         func connects(_ path: String) -> Bool {
             let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(s) }
-            var a = sockaddr_un()
-            a.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &a.sun_path) { p in for (i, b) in path.utf8.enumerated() { p[i] = b } }
-            return withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } } == 0
+            return Tools.unixSocket(s, path, connect) == 0
         }
         let controlAtReady = connects(c.runDir("alpha") + "/r0.ctl"), exportAtReady = connects(c.dir + "/alpha.nbd")
         #expect(controlAtReady && exportAtReady, "at READY=1: control socket \(controlAtReady), export \(exportAtReady)")

@@ -66,15 +66,26 @@ enum Tools {
 
     /// Starts a long-running program with no signals blocked (test threads block some, and a
     /// child inherits the mask), so it can be stopped with SIGTERM.
-    static func spawn(_ exe: String, _ args: [String]) throws -> Process {
+    static func spawn(_ exe: String, _ args: [String], env: [String: String] = [:], output: FileHandle = .nullDevice) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         p.arguments = ["-c", clearSignalMask, exe] + args
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
+        var environment = ProcessInfo.processInfo.environment
+        for (k, v) in env { environment[k] = v }
+        p.environment = environment
+        p.standardOutput = output
+        p.standardError = output
         p.standardInput = FileHandle.nullDevice
         try p.run()
         return p
+    }
+
+    /// `call` (bind or connect) of socket `fd` with the Unix socket address `path`.
+    static func unixSocket(_ fd: Int32, _ path: String, _ call: (Int32, UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in path.utf8.prefix(p.count - 1).enumerated() { p[i] = b } }
+        return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
     }
 
     /// Resident memory of a process in KiB; throws when it cannot be read (never a passing 0).
