@@ -70,6 +70,10 @@ public struct LocalResource {
     /// refused (`dump` only prints them).
     public init(config: DRBDConfig, name: String, node: String, opensDisks: Bool = true) throws {
         guard let r = config.resource(name), let h = r.host(named: node) else {
+            if let r = config.resource(name), r.hosts.contains(where: \.floating) {
+                throw ConfigError(r.hosts.first(where: \.floating)?.location,
+                                  "'\(name)' has floating sections, which drbdadm matches by this host's addresses; Tandem does not: write `on \(node) { ... }` instead")
+            }
             throw ConfigError(nil, "'\(name)' not defined in your config (for this host \(node))")
         }
         // One volume a resource until consistency groups work: a second volume would pass

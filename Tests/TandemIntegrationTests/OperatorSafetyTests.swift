@@ -98,6 +98,25 @@ import Testing
         #expect(dump.status == 0 && dump.out.contains("volume 1"), "\(dump.err)")
     }
 
+    /// `floating` sections (drbdadm matches them by the host's addresses) are refused with what
+    /// to write instead, not reported as a resource that does not exist.
+    @Test func floatingSectionsAreRefusedWithTheReason() throws {
+        let dir = NSTemporaryDirectory() + "tandem-float-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let conf = dir + "/r0.conf"
+        try """
+            resource r0 {
+              floating 127.0.0.1:7789 { device /dev/drbd0; disk \(dir)/a.img; meta-disk internal; }
+              floating 127.0.0.2:7789 { device /dev/drbd0; disk \(dir)/b.img; meta-disk internal; }
+            }
+            """.write(toFile: conf, atomically: true, encoding: .utf8)
+        for verb in ["create-md", "up"] {
+            let r = try Tools.run(Tools.tandem, ["-c", conf, "--node", "alpha", verb, "r0"], env: ["TANDEM_RUN_DIR": dir + "/run"])
+            #expect(r.status != 0 && r.err.contains("floating sections") && r.err.contains("on alpha {"), "\(verb): \(r.err)")
+        }
+    }
+
     /// The command line's own contract: --version, --help, usage errors exit 20 naming the
     /// word, an unknown verb after -c is named as such.
     @Test func versionHelpAndUsageErrors() throws {
