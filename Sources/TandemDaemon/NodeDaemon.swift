@@ -641,7 +641,7 @@ public final class NodeDaemon: @unchecked Sendable {
         guard engine.status.role == .primary else { return nil }
         var holders = nbd?.openClients.descriptions.map { "an NBD client (\($0))" } ?? []
         if let k = kernelClient {
-            if k.isHeldOpen { holders.append("\(k.devicePath) (mounted or opened exclusively)") }
+            if k.isHeldOpen { holders.append("\(k.devicePath) (mounted, or held by device mapper or md)") }
             holders += k.openers().map { "\(k.devicePath) open in process \($0.pid) (\($0.command))" }
         }
         guard !holders.isEmpty else { return nil }
@@ -663,7 +663,7 @@ public final class NodeDaemon: @unchecked Sendable {
         if let k = kernelClient {
             // A Secondary's device mounted read-only: detaching it would fail its reads.
             if k.isHeldOpen {
-                let why = AdminRefusal("State change failed: (-12) Device is held open by someone: \(k.devicePath) is mounted or opened exclusively; not going down")
+                let why = AdminRefusal("State change failed: (-12) Device is held open by someone: \(k.devicePath) is mounted or held by device mapper or md; not going down")
                 log(why.message)
                 done(why)
                 return

@@ -83,17 +83,26 @@ public final class KernelNBDClient: @unchecked Sendable {
         if tandem_blk_set_ro(fd, readOnly ? 1 : 0) != 0 { throw KernelNBDError(devicePath, "BLKROSET", errno) }
     }
 
-    /// Whether someone holds the device exclusively (a mounted filesystem, a device mapper
-    /// table, another exclusive opener): then it must not be detached.
+    /// Whether the device is mounted or held by another block device (device mapper, md): then
+    /// it must not be detached. Found without opening the device: an open of /dev/nbdN can
+    /// make the kernel read it (a partition scan), and those reads are served by this very
+    /// daemon, perhaps by the thread that asks.
     public var isHeldOpen: Bool {
-        let probe = tandem_open(devicePath, O_RDONLY | O_EXCL | O_CLOEXEC, 0)
-        if probe >= 0 { Glibc.close(probe); return false }
-        return errno == EBUSY
+        var st = stat()
+        guard stat(devicePath, &st) == 0 else { return false }
+        let major = (UInt64(st.st_rdev) >> 8) & 0xfff, minor = (UInt64(st.st_rdev) & 0xff) | ((UInt64(st.st_rdev) >> 12) & 0xfff00)
+        // /proc/self/mountinfo: the third field is the mounted device's MAJOR:MINOR.
+        if let info = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8),
+           info.split(separator: "\n").contains(where: { $0.split(separator: " ").dropFirst(2).first == "\(major):\(minor)" }) {
+            return true
+        }
+        let name = (devicePath as NSString).lastPathComponent
+        let holders = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/block/\(name)/holders")) ?? []
+        return !holders.isEmpty
     }
 
     /// Other processes with the device open (from /proc/PID/fd), this one not counted: a
-    /// process that opened it without O_EXCL (a database on the raw device, dd) is not seen by
-    /// `isHeldOpen`.
+    /// database on the raw device, dd, mkfs (`isHeldOpen` sees mounts and holders).
     public func openers() -> [(pid: Int32, command: String)] {
         let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: devicePath)).map {
             $0.hasPrefix("/") ? $0 : (devicePath as NSString).deletingLastPathComponent + "/" + $0
