@@ -38,6 +38,7 @@ public enum StatusMetrics {
         "drbd_device_alwrites_total": c("Number of updates of the activity log area of the meta data"),
         "drbd_device_bmwrites_total": c("Number of updates of the bitmap area of the meta data"),
         "drbd_device_upperpending": g("Number of block I/O requests forwarded to DRBD, but not yet answered by DRBD."),
+        "drbd_device_lowerpending": g("Number of open requests to the local I/O sub-system issued by DRBD"),
         "drbd_device_client": g("Boolean whether this device is a client (i.e., intentional diskless)"),
         "drbd_device_unintentionaldiskless": g("Boolean whether the devices is unintentional diskless"),
         "drbd_device_alsuspended": g("Boolean whether the Activity-Log is suspended"),
@@ -189,6 +190,7 @@ public enum StatusMetrics {
             counter("drbd_device_alwrites_total", device, s.alWrites ?? 0)
             counter("drbd_device_bmwrites_total", device, s.bitmapWrites ?? 0)
             gauge("drbd_device_upperpending", device, Double(s.appRequestsPending ?? 0))
+            gauge("drbd_device_lowerpending", device, Double(s.diskRequestsPending ?? 0))
             gauge("drbd_device_client", device, 0)
             gauge("drbd_device_unintentionaldiskless", device, flag(s.disk == "Diskless"))
             gauge("drbd_device_alsuspended", device, 0)
