@@ -19,6 +19,11 @@ struct ResourceArguments: ParsableArguments {
     /// A connection to the running daemon, or a failure saying it is not up.
     func client() throws -> ControlClient {
         guard let c = ControlClient(resource: resource) else {
+            // A name the resource file does not have for this node is a typo, not a daemon that is down.
+            if let config = try? ConfigLoader.load(path: globals.config),
+               config.resource(resource)?.host(named: globals.nodeName) == nil {
+                throw VerbFailure("'\(resource)' not defined in your config (for this host \(globals.nodeName))")
+            }
             throw VerbFailure("\(resource): not up (no daemon answers on \(ControlClient.path(resource))); `tandem up \(resource)` starts it", exit: .notRunning)
         }
         return c

@@ -34,6 +34,9 @@ import Testing
         try c.wait("alpha", "Secondary") { $0["role"] as? String == "Secondary" }
         #expect(try c.tandem("alpha", "down", "r0").status == 0)
         #expect(try c.tandem("alpha", "status", "r0").status == 3, "status of a resource that is down exits 3 (not running)")
+        // A name the file does not have is a typo, said as drbdadm says it, not "not up".
+        let typo = try c.tandem("alpha", "status", "r9")
+        #expect(typo.status == 1 && typo.err.contains("'r9' not defined in your config"), "\(typo.status) \(typo.err)")
     }
 
     /// `kill -STOP` of a daemon: `status` fails within 10 s with a clear message (exit 5);
