@@ -148,9 +148,4 @@ public enum DrbdsetupText {
     public static func events2(_ s: StatusSnapshot, type: String = "exists", statistics: Bool = false) -> [String] {
         objects(s, statistics: statistics).map { $0.whole(type) }
     }
-
-    /// The keys of a line (`role` of `role:Primary`), for comparing shapes.
-    public static func keys(_ line: String) -> [String] {
-        line.split(separator: " ").compactMap { w in w.firstIndex(of: ":").map { String(w[..<$0]) } }
-    }
 }

@@ -263,8 +263,6 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
         connection == "Connected" && disk == "UpToDate" && peerDisk == "UpToDate" && outOfSyncKiB == 0
     }
 
-    /// The `drbdadm status` layout (see DrbdsetupText).
-    public var text: String { DrbdsetupText.status(self) }
 }
 
 /// The EC2 node's snapshots as the exporter shows them: when the newest was taken (its age is
